@@ -1,0 +1,1 @@
+"""integration_sync: Dagster assets that sync CRMs."""

@@ -1,0 +1,267 @@
+"""Bitrix24 as the sync engine's destination for ABCP users: one contact and one deal per user.
+
+Writes go through `batch` (≤ 50 commands, one request against the 2 req/s bucket): a new user is a
+`crm.contact.add` plus a `crm.deal.add` whose CONTACT_ID is `$result[<contact command>]`, so 25 new
+users cost one request. Batches run with halt=1: when a command fails, the commands before it stand,
+its record is rejected, and the records after it go into the next batch.
+
+Identity: before creating, a user's deal is looked up by the ABCP-user-id UF field and its contact
+by ORIGINATOR_ID/ORIGIN_ID (so a create whose answer was lost is found, not repeated), then a
+contact with the same phone or email is reused (crm.duplicate.findbycomm) instead of duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from integration_sync.connectors.bitrix24 import Bitrix24Client
+from integration_sync.defs.abcp_bitrix24.mapping import (
+    ORIGINATOR_ID,
+    DealSettings,
+    normalize_email,
+    normalize_phone,
+)
+from integration_sync.sync.engine import Change, Outcome
+
+MAX_COMMANDS = 50
+_SCALAR_CONTACT_FIELDS = ("NAME", "SECOND_NAME", "LAST_NAME")
+
+
+@dataclass
+class _Packed:
+    """One record's commands inside one batch; `contact_ref` names the command creating its contact."""
+
+    change: Change
+    commands: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    contact_ref: str | None = None
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _multi(values: Sequence[str]) -> list[dict[str, str]]:
+    return [{"VALUE": value, "VALUE_TYPE": "WORK"} for value in values]
+
+
+class UserDealsDestination:
+    """Pushes ABCP users' contacts and deals to one Bitrix24 portal."""
+
+    name = "bitrix24"
+    primary_entity = "deal"
+    batch_size = 25
+
+    def __init__(self, client: Bitrix24Client, settings: DealSettings) -> None:
+        self.client = client
+        self.settings = settings
+        # phone/email -> contact id of contacts created or matched during this run
+        self._known_contacts: dict[str, str] = {}
+
+    def requests_used(self) -> int:
+        return self.client.stats.requests
+
+    # ---- identity -------------------------------------------------------------------------
+
+    def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        keys = [c.key for c in changes]
+        uf = self.settings.uf_user_id
+        commands: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for i, chunk in enumerate(_chunks(keys, 50)):
+            commands[f"deals{i}"] = (
+                "crm.deal.list",
+                {
+                    "filter": {f"@{uf}": list(chunk), "CATEGORY_ID": self.settings.category_id},
+                    "select": ["ID", "CONTACT_ID", uf],
+                    "order": {"ID": "ASC"},
+                },
+            )
+            commands[f"contacts{i}"] = (
+                "crm.contact.list",
+                {
+                    "filter": {"ORIGINATOR_ID": ORIGINATOR_ID, "@ORIGIN_ID": list(chunk)},
+                    "select": ["ID", "ORIGIN_ID"],
+                    "order": {"ID": "ASC"},
+                },
+            )
+        for name, rows in self._run_reads(commands).items():
+            for row in rows if isinstance(rows, list) else []:
+                if name.startswith("deals"):
+                    key = str(row.get(uf) or "")
+                    if key and key not in found:
+                        ids = {"deal": str(row["ID"])}
+                        if str(row.get("CONTACT_ID") or "0") not in ("", "0"):
+                            ids["contact"] = str(row["CONTACT_ID"])
+                        found[key] = ids
+                else:
+                    key = str(row.get("ORIGIN_ID") or "")
+                    if key:
+                        found.setdefault(key, {}).setdefault("contact", str(row["ID"]))
+        self._match_by_comm(changes, found)
+        return found
+
+    def _match_by_comm(self, changes: Sequence[Change], found: dict[str, dict[str, str]]) -> None:
+        """Reuse an existing contact with the user's phone (first) or email."""
+        need = [c for c in changes if "contact" not in found.get(c.key, {}) and "contact" not in c.target_ids]
+        phones = sorted({p for c in need for p in c.payload["contact"]["PHONE"]})
+        emails = sorted({e for c in need for e in c.payload["contact"]["EMAIL"]})
+        if not phones and not emails:
+            return
+        matches = self.client.find_contact_ids_by_comm(phones, emails)
+        for change in need:
+            contact = change.payload["contact"]
+            for value in [*contact["PHONE"], *contact["EMAIL"]]:
+                ids = matches.get(value)
+                if ids:
+                    found.setdefault(change.key, {})["contact"] = str(min(int(i) for i in ids))
+                    break
+
+    def _run_reads(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        items = list(commands.items())
+        for chunk in _chunks(items, MAX_COMMANDS):
+            answer = self.client.batch(dict(chunk), halt=False)
+            results.update(answer.results)
+        return results
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def push(self, changes: Sequence[Change]) -> list[Outcome]:
+        current = self._current_multifields(changes)
+        outcomes: list[Outcome] = []
+        queue = list(changes)
+        while queue:
+            batch: list[_Packed] = []
+            new_contacts: dict[str, str] = {}  # phone/email -> command key creating it in this batch
+            size = 0
+            while queue:
+                packed = self._pack(queue[0], current, new_contacts)
+                if batch and size + len(packed.commands) > MAX_COMMANDS:
+                    break
+                queue.pop(0)
+                if not packed.commands:
+                    outcomes.append(Outcome(packed.change.key, "succeeded", "update", dict(packed.change.target_ids)))
+                    continue
+                if packed.contact_ref == f"c{packed.change.key}":
+                    for value in _comm_values(packed.change):
+                        new_contacts.setdefault(value, packed.contact_ref)
+                batch.append(packed)
+                size += len(packed.commands)
+            if batch:
+                done, retry = self._execute(batch)
+                outcomes.extend(done)
+                queue[:0] = retry
+        return outcomes
+
+    def _pack(self, change: Change, current: Mapping[str, set[str]], new_contacts: Mapping[str, str]) -> _Packed:
+        """The commands for one record, given what is known now (ids, contacts made this run)."""
+        packed = _Packed(change)
+        ids = change.target_ids
+        contact = change.payload["contact"]
+        key = change.key
+        if "deal" not in ids:
+            contact_id = ids.get("contact") or next(
+                (self._known_contacts[v] for v in _comm_values(change) if v in self._known_contacts), None
+            )
+            if contact_id is None:
+                packed.contact_ref = next((new_contacts[v] for v in _comm_values(change) if v in new_contacts), None)
+                if packed.contact_ref is None:
+                    packed.contact_ref = f"c{key}"
+                    fields = {k: contact[k] for k in (*_SCALAR_CONTACT_FIELDS, "ORIGINATOR_ID", "ORIGIN_ID")}
+                    fields["PHONE"] = _multi(contact["PHONE"])
+                    fields["EMAIL"] = _multi(contact["EMAIL"])
+                    packed.commands.append((f"c{key}", "crm.contact.add", {"fields": fields}))
+                contact_id = f"$result[{packed.contact_ref}]"
+            deal_fields = {**change.payload["deal"], **change.payload["deal_create"], "CONTACT_ID": contact_id}
+            packed.commands.append((f"d{key}", "crm.deal.add", {"fields": deal_fields}))
+            return packed
+        previous = change.previous or {}
+        old_deal = previous.get("deal") or {}
+        deal_diff = {k: v for k, v in change.payload["deal"].items() if not previous or old_deal.get(k) != v}
+        if deal_diff:
+            packed.commands.append((f"u{key}", "crm.deal.update", {"id": ids["deal"], "fields": deal_diff}))
+        contact_id = ids.get("contact")
+        if contact_id:
+            fields = self._contact_update(change, current.get(contact_id))
+            if fields:
+                packed.commands.append((f"k{key}", "crm.contact.update", {"id": contact_id, "fields": fields}))
+        return packed
+
+    def _execute(self, batch: Sequence[_Packed]) -> tuple[list[Outcome], list[Change]]:
+        """Run one batch (halt=1); returns outcomes and the changes the halt left unreached."""
+        commands = {key: (method, params) for packed in batch for key, method, params in packed.commands}
+        answer = self.client.batch(commands, halt=True)
+        outcomes: list[Outcome] = []
+        retry: list[Change] = []
+        for packed in batch:
+            change = packed.change
+            keys = [c[0] for c in packed.commands]
+            ids = dict(change.target_ids)
+            if packed.contact_ref and packed.contact_ref in answer.results:
+                ids["contact"] = str(answer.results[packed.contact_ref])
+            if f"d{change.key}" in answer.results:
+                ids["deal"] = str(answer.results[f"d{change.key}"])
+            errors = [answer.errors[k] for k in keys if k in answer.errors]
+            if errors:
+                message = "; ".join(f"{e.error or 'error'}: {e.description}".strip() for e in errors)
+                outcomes.append(Outcome(change.key, "rejected", change.operation, ids, message))
+            elif all(k in answer.results for k in keys):
+                outcomes.append(Outcome(change.key, "succeeded", change.operation, ids))
+                if "contact" in ids:
+                    for value in _comm_values(change):
+                        self._known_contacts.setdefault(value, ids["contact"])
+            else:
+                retry.append(replace(change, target_ids=ids))
+        return outcomes, retry
+
+    def _contact_update(self, change: Change, present: set[str] | None) -> dict[str, Any]:
+        """Changed name fields, plus phones/emails the contact does not have yet (never duplicated)."""
+        contact = change.payload["contact"]
+        old = (change.previous or {}).get("contact") or {}
+        fields: dict[str, Any] = {}
+        if change.previous is not None:
+            fields = {k: contact[k] for k in _SCALAR_CONTACT_FIELDS if old.get(k) != contact[k]}
+        for kind in ("PHONE", "EMAIL"):
+            known = set(old.get(kind) or []) if present is None else present
+            new_values = [v for v in contact[kind] if v not in known]
+            if new_values:
+                fields[kind] = _multi(new_values)
+        return fields
+
+    def _current_multifields(self, changes: Sequence[Change]) -> dict[str, set[str]]:
+        """Phones/emails a contact really has, for updates whose last push is unconfirmed."""
+        ids = sorted(
+            {
+                c.target_ids["contact"]
+                for c in changes
+                if "deal" in c.target_ids and "contact" in c.target_ids and (c.in_flight or c.previous is None)
+            }
+        )
+        if not ids:
+            return {}
+        commands = {
+            f"m{i}": ("crm.contact.list", {"filter": {"@ID": list(chunk)}, "select": ["ID", "PHONE", "EMAIL"]})
+            for i, chunk in enumerate(_chunks(ids, 50))
+        }
+        present: dict[str, set[str]] = {}
+        for rows in self._run_reads(commands).values():
+            for row in rows if isinstance(rows, list) else []:
+                values: set[str] = set()
+                for item in row.get("PHONE") or []:
+                    phone = normalize_phone(item.get("VALUE"), self.settings.default_region)
+                    if phone:
+                        values.add(phone)
+                for item in row.get("EMAIL") or []:
+                    email = normalize_email(item.get("VALUE"))
+                    if email:
+                        values.add(email)
+                present[str(row["ID"])] = values
+        return present
+
+
+def _comm_values(change: Change) -> list[str]:
+    contact = change.payload["contact"]
+    return [*contact["PHONE"], *contact["EMAIL"]]

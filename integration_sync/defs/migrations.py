@@ -1,0 +1,9 @@
+"""Every warehouse migration, engine and flows together, applied in id order at first use."""
+
+from __future__ import annotations
+
+from integration_sync.defs.abcp_bitrix24.tables import ABCP_MIGRATIONS
+from integration_sync.sync.state import ENGINE_MIGRATIONS
+from integration_sync.sync.warehouse import Migration
+
+MIGRATIONS: tuple[Migration, ...] = (*ENGINE_MIGRATIONS, *ABCP_MIGRATIONS)
