@@ -64,8 +64,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             from integration_sync.sandbox.env import sandbox_env
 
             base = f"http://{args.host}:{args.sandbox_port}"
-            proc = start([_bin("integration-sync"), "sandbox", "serve", "--host", args.host,
-                          "--port", str(args.sandbox_port)])
+            proc = start(
+                [_bin("integration-sync"), "sandbox", "serve", "--host", args.host, "--port", str(args.sandbox_port)]
+            )
             _wait_http(f"{base}/_sandbox/stats", 60, proc)
             env.update(sandbox_env(base))
             print(f"sandbox: no credentials in .env, every connector points at {base}", flush=True)

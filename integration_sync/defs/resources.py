@@ -76,9 +76,7 @@ class Bitrix24Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def client(self) -> Bitrix24Client:
         portal = urlsplit(self.webhook_url).netloc
         name = "bitrix24-" + hashlib.sha256(portal.encode()).hexdigest()[:12]
-        limiter = RateLimiter(
-            self.rate_per_s, self.burst, state_path=Path(self.state_dir) / f"{name}.json", name=name
-        )
+        limiter = RateLimiter(self.rate_per_s, self.burst, state_path=Path(self.state_dir) / f"{name}.json", name=name)
         return Bitrix24Client(self.webhook_url, limiter=limiter)
 
 

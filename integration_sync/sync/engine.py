@@ -201,8 +201,8 @@ class SyncEngine:
             if record.invalid_reason is not None:
                 report.invalid += 1
                 state = states.get(record.key)
-                already = state is not None and state.status == "invalid" and (
-                    state.last_error == record.invalid_reason
+                already = (
+                    state is not None and state.status == "invalid" and (state.last_error == record.invalid_reason)
                 )
                 if not already:
                     invalid.append(record)
@@ -220,9 +220,14 @@ class SyncEngine:
                 # confirmed, so the destination re-checks before appending anything.
                 settle.append(
                     self._change(
-                        record, digest, "update" if state.pushed_hash else "create",
-                        state.pushed_payload, target_ids, state.attempts,
-                        in_flight=True, attempt_hash=state.attempt_hash,
+                        record,
+                        digest,
+                        "update" if state.pushed_hash else "create",
+                        state.pushed_payload,
+                        target_ids,
+                        state.attempts,
+                        in_flight=True,
+                        attempt_hash=state.attempt_hash,
                     )
                 )
             elif state.status == "rejected":
@@ -238,9 +243,7 @@ class SyncEngine:
                 report.unchanged += 1
             else:
                 report.changed += 1
-                fresh.append(
-                    self._change(record, digest, "update", state.pushed_payload, target_ids, state.attempts)
-                )
+                fresh.append(self._change(record, digest, "update", state.pushed_payload, target_ids, state.attempts))
         work = retries + fresh
         if limit is not None and len(work) > limit:
             report.deferred = len(work) - limit
@@ -290,9 +293,7 @@ class SyncEngine:
             report.api_requests = destination.requests_used() - start_requests
         return report
 
-    def _match_existing(
-        self, changes: list[Change], destination: Destination, report: SyncReport
-    ) -> list[Change]:
+    def _match_existing(self, changes: list[Change], destination: Destination, report: SyncReport) -> list[Change]:
         """Look up records about to be created in the target, so none is created twice.
 
         A create that the target already has (a crashed run's, or one whose answer was lost) is
@@ -404,8 +405,7 @@ class SyncEngine:
                 " attempt_operation = excluded.attempt_operation, last_run_id = excluded.last_run_id,"
                 " updated_at = excluded.updated_at",
                 [
-                    [self.flow, self.entity, c.key, c.hash, _dump(c.payload), c.operation, c.attempts,
-                     self.run_id, now]
+                    [self.flow, self.entity, c.key, c.hash, _dump(c.payload), c.operation, c.attempts, self.run_id, now]
                     for c in chunk
                 ],
             )
@@ -444,20 +444,51 @@ class SyncEngine:
                 else:
                     report.settled += 1
                 state_rows.append(
-                    [self.flow, self.entity, change.key, "synced", change.hash, _dump(change.payload), 0, None,
-                     self.run_id, now, now]
+                    [
+                        self.flow,
+                        self.entity,
+                        change.key,
+                        "synced",
+                        change.hash,
+                        _dump(change.payload),
+                        0,
+                        None,
+                        self.run_id,
+                        now,
+                        now,
+                    ]
                 )
             else:
                 report.rejected += 1
                 if len(report.rejected_samples) < _SAMPLE_LIMIT:
                     report.rejected_samples.append((change.key, outcome.message))
                 state_rows.append(
-                    [self.flow, self.entity, change.key, "rejected", None, None, change.attempts + 1,
-                     outcome.message, self.run_id, None, now]
+                    [
+                        self.flow,
+                        self.entity,
+                        change.key,
+                        "rejected",
+                        None,
+                        None,
+                        change.attempts + 1,
+                        outcome.message,
+                        self.run_id,
+                        None,
+                        now,
+                    ]
                 )
             log_rows.append(
-                [self.run_id, self.flow, self.entity, change.key, outcome.operation, outcome.status,
-                 outcome.message or None, _dump(change.payload), now]
+                [
+                    self.run_id,
+                    self.flow,
+                    self.entity,
+                    change.key,
+                    outcome.operation,
+                    outcome.status,
+                    outcome.message or None,
+                    _dump(change.payload),
+                    now,
+                ]
             )
         with self.warehouse.transaction() as conn:
             conn.executemany(
@@ -497,8 +528,20 @@ class SyncEngine:
             )
             self._insert_log(
                 conn,
-                [[self.run_id, self.flow, self.entity, d.key, "validate", "invalid", d.invalid_reason,
-                  _dump(d.payload), now] for d in invalid],
+                [
+                    [
+                        self.run_id,
+                        self.flow,
+                        self.entity,
+                        d.key,
+                        "validate",
+                        "invalid",
+                        d.invalid_reason,
+                        _dump(d.payload),
+                        now,
+                    ]
+                    for d in invalid
+                ],
             )
 
     def _record_plan(self, changes: Sequence[Change], report: SyncReport) -> None:
@@ -509,9 +552,20 @@ class SyncEngine:
         with self.warehouse.transaction() as conn:
             self._insert_log(
                 conn,
-                [[self.run_id, self.flow, self.entity, c.key, c.operation, "planned",
-                  "dry run" + (": settle in-flight record" if c.in_flight else ""), _dump(c.payload), now]
-                 for c in changes],
+                [
+                    [
+                        self.run_id,
+                        self.flow,
+                        self.entity,
+                        c.key,
+                        c.operation,
+                        "planned",
+                        "dry run" + (": settle in-flight record" if c.in_flight else ""),
+                        _dump(c.payload),
+                        now,
+                    ]
+                    for c in changes
+                ],
             )
 
     @staticmethod

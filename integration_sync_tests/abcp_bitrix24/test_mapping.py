@@ -135,7 +135,13 @@ def test_registration_day_is_the_moscow_calendar_day() -> None:
 
 
 def test_contact_dedupes_phones_and_falls_back_to_organization_name() -> None:
-    user = {"userId": "5", "mobile": "8 (916) 123-45-67", "phone": "+79161234567", "email": "bad", "organizationName": "ИП Петров"}
+    user = {
+        "userId": "5",
+        "mobile": "8 (916) 123-45-67",
+        "phone": "+79161234567",
+        "email": "bad",
+        "organizationName": "ИП Петров",
+    }
     fields = contact_fields(user)
     assert fields["PHONE"] == ["+79161234567"]
     assert fields["EMAIL"] == []

@@ -1,7 +1,7 @@
 """ABCP users in the warehouse, and their Bitrix24 contacts and deals."""
 
-
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -30,7 +30,7 @@ _LAST_SECOND = timedelta(seconds=1)
 )
 def abcp_users(
     context: dg.AssetExecutionContext, abcp: AbcpResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[None]:
     """ABCP users registered on the partition's day(s), Moscow time: every field plus the raw JSON.
 
     Fetched with dateRegistredStart/End and paging; a re-run replaces the partition.
@@ -45,7 +45,12 @@ def abcp_users(
             run_id=context.run_id,
         )
         requests = client.stats.requests
-    metadata = {"fetched": report.fetched, "stored": report.stored, "invalid": report.rejected, "api_requests": requests}
+    metadata: dict[str, Any] = {
+        "fetched": report.fetched,
+        "stored": report.stored,
+        "invalid": report.rejected,
+        "api_requests": requests,
+    }
     if report.rejected_samples:
         context.log.warning(f"{report.rejected} ABCP records turned away: {report.rejected_samples[:5]}")
         metadata["invalid_sample"] = samples_table(report.rejected_samples)
@@ -61,7 +66,7 @@ def abcp_users(
 )
 def abcp_user_changes(
     context: dg.AssetExecutionContext, abcp: AbcpResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[None]:
     """ABCP users updated on the partition's day(s), Moscow time (saldo, INN, organization, name, contacts).
 
     Fetched with dateUpdatedStart/End, so users changed after their first sync reach Bitrix24 within a
@@ -77,7 +82,12 @@ def abcp_user_changes(
             run_id=context.run_id,
         )
         requests = client.stats.requests
-    metadata = {"fetched": report.fetched, "stored": report.stored, "invalid": report.rejected, "api_requests": requests}
+    metadata: dict[str, Any] = {
+        "fetched": report.fetched,
+        "stored": report.stored,
+        "invalid": report.rejected,
+        "api_requests": requests,
+    }
     if report.rejected_samples:
         metadata["invalid_sample"] = samples_table(report.rejected_samples)
     return dg.MaterializeResult(metadata=metadata)
@@ -103,7 +113,7 @@ def bitrix24_user_deals(
     bitrix24: Bitrix24Resource,
     users_pipeline: UsersPipelineResource,
     warehouse: WarehouseResource,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[None]:
     """Each ABCP user's Bitrix24 contact and deal in the «Пользователи» pipeline.
 
     Only new and changed users are sent (diffed against what was last pushed); a contact with the

@@ -1,6 +1,5 @@
 """Asset checks that guard what the business relies on in the ABCP → Bitrix24 flow."""
 
-
 import dagster as dg
 
 from integration_sync.defs.abcp_bitrix24.assets import bitrix24_user_deals

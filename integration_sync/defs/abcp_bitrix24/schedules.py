@@ -1,6 +1,5 @@
 """The daily ABCP → Bitrix24 job: import today and yesterday at 02:10 Moscow time, then push."""
 
-
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,4 +26,6 @@ def abcp_bitrix24_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunReq
     """Yesterday and today, so a late-evening sign-up is never missed (the seed's import-today)."""
     today = context.scheduled_execution_time.astimezone(ZoneInfo("Europe/Moscow")).date()
     days = [today - timedelta(days=1), today]
-    return [dg.RunRequest(run_key=f"{day.isoformat()}@{today.isoformat()}", partition_key=day.isoformat()) for day in days]
+    return [
+        dg.RunRequest(run_key=f"{day.isoformat()}@{today.isoformat()}", partition_key=day.isoformat()) for day in days
+    ]

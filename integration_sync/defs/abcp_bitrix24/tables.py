@@ -127,8 +127,10 @@ def _record_rejects(conn: Any, source: str, days: Sequence[date], rejects: list[
         conn.executemany(
             "INSERT INTO ingest_rejects (flow, source, partition_key, record_key, reason, raw, run_id, rejected_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[FLOW, source, label, key, reason, json.dumps(raw, ensure_ascii=False, default=str), run_id, now]
-             for key, reason, raw in rejects],
+            [
+                [FLOW, source, label, key, reason, json.dumps(raw, ensure_ascii=False, default=str), run_id, now]
+                for key, reason, raw in rejects
+            ],
         )
 
 

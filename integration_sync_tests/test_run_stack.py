@@ -1,0 +1,92 @@
+"""`make run`'s stack in a subprocess: sandbox, Dagster webserver and daemon; the code location loads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    name location { name }
+    assetNodes { assetKey { path } groupName }
+    schedules { name cronSchedule executionTimezone scheduleState { status } }
+} } } }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "workspace.yaml", tmp_path / "workspace.yaml")
+    port, sandbox_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABCP_", "B24_", "UF_B24_"))}
+    env.update(DAGSTER_HOME=str(home), INTEGRATION_SYNC_DATA_DIR=str(tmp_path / "data"))
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [
+            str(bin_dir / "integration-sync"),
+            "up",
+            "--port",
+            str(port),
+            "--sandbox-port",
+            str(sandbox_port),
+            "--project-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        body = None
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"integration-sync up exited with {proc.returncode}"
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=10)
+                nodes = answer.json()["data"]["repositoriesOrError"].get("nodes")
+                if nodes:
+                    body = nodes
+                    break
+            except (httpx.HTTPError, KeyError, ValueError, TypeError):
+                pass
+            time.sleep(1)
+        assert body, "the webserver never served the code location"
+        repo = body[0]
+        assert repo["location"]["name"] == "integration_sync"
+        groups = {"/".join(a["assetKey"]["path"]): a["groupName"] for a in repo["assetNodes"]}
+        assert groups["abcp/users"] == "abcp_bitrix24"
+        assert groups["abcp/user_changes"] == "abcp_bitrix24"
+        assert groups["bitrix24/user_deals"] == "abcp_bitrix24"
+        schedule = next(s for s in repo["schedules"] if s["name"] == "abcp_bitrix24_daily")
+        assert (schedule["cronSchedule"], schedule["executionTimezone"]) == ("10 2 * * *", "Europe/Moscow")
+        assert schedule["scheduleState"]["status"] == "RUNNING"
+        # the sandbox answers on its port, so a newcomer can materialize from the UI
+        assert httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=3)
