@@ -40,8 +40,10 @@ def env_float(name: str, default: float) -> float:
 class WarehouseResource(DuckDBResource):
     """The project's DuckDB file (dagster-duckdb's resource), opened briefly under a file lock."""
 
+    memory_limit: str = "512MB"
+
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.database, MIGRATIONS)
+        return Warehouse(self.database, MIGRATIONS, memory_limit=self.memory_limit)
 
 
 class AbcpResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -82,7 +84,7 @@ class Bitrix24Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 def warehouse_resource() -> WarehouseResource:
     path = os.environ.get("WAREHOUSE_PATH") or str(data_dir() / "warehouse.duckdb")
-    return WarehouseResource(database=path)
+    return WarehouseResource(database=path, memory_limit=os.environ.get("WAREHOUSE_MEMORY_LIMIT") or "512MB")
 
 
 def abcp_resource() -> AbcpResource:

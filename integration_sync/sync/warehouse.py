@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from filelock import FileLock
@@ -38,8 +39,15 @@ class Warehouse:
         migrations: Sequence[Migration] = (),
         *,
         lock_timeout_s: float = 300.0,
+        memory_limit: str = "512MB",
     ) -> None:
         self.path = Path(path)
+        # DuckDB spills big loads to disk past this, keeping a run's memory flat.
+        self.config = {
+            "memory_limit": memory_limit,
+            "temp_directory": str(self.path) + ".tmp",
+            "preserve_insertion_order": False,
+        }
         self.migrations = sorted(migrations, key=lambda m: m.id)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
         self._migrated = False
@@ -48,7 +56,7 @@ class Warehouse:
     def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            conn = _connect_with_retry(self.path)
+            conn = _connect_with_retry(self.path, self.config)
             try:
                 yield conn
             finally:
@@ -102,12 +110,12 @@ class Warehouse:
         return applied
 
 
-def _connect_with_retry(path: Path, attempts: int = 20) -> duckdb.DuckDBPyConnection:
+def _connect_with_retry(path: Path, config: dict[str, Any], attempts: int = 20) -> duckdb.DuckDBPyConnection:
     """Open the file, waiting out a process that does not take our lock (e.g. a DuckDB CLI)."""
     delay = 0.05
     for attempt in range(attempts):
         try:
-            return duckdb.connect(str(path))
+            return duckdb.connect(str(path), config=config)
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise

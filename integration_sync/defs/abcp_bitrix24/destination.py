@@ -52,7 +52,7 @@ class UserDealsDestination:
 
     name = "bitrix24"
     primary_entity = "deal"
-    batch_size = 25
+    batch_size = 50  # records per engine chunk; packed into batches of <= 50 commands
 
     def __init__(self, client: Bitrix24Client, settings: DealSettings) -> None:
         self.client = client

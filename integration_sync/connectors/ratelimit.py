@@ -1,0 +1,145 @@
+"""Token-bucket rate limiter, in-process or shared by several processes through a state file.
+
+``acquire()`` reserves one token and sleeps until it is due (no busy loop): the bucket may go
+negative, and each caller waits ``-tokens / rate`` seconds, so callers queue in order.
+``penalize(seconds)`` blocks every holder (in every process sharing the state file) until the
+penalty ends and empties the bucket, after a throttle answer from the service.
+
+With ``state_path`` the state (tokens, last refill time, blocked-until) lives in a small JSON file
+guarded by an exclusive ``filelock`` lock held only for the read-modify-write, never while sleeping.
+Wall-clock time (``time.time``) is used because it is shared between processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _State:
+    tokens: float
+    updated_at: float
+    blocked_until: float = 0.0
+
+
+class RateLimiter:
+    """A token bucket: ``rate_per_s`` tokens per second, at most ``burst`` stored."""
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        *,
+        state_path: str | Path | None = None,
+        name: str,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.rate = float(rate_per_s)
+        self.burst = int(burst)
+        self.name = name
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._path = Path(state_path) if state_path is not None else None
+        self._file_lock = FileLock(str(self._path) + ".lock") if self._path is not None else None
+        self._memory = _State(tokens=float(self.burst), updated_at=clock())
+        self.waited_s = 0.0  # total time this instance spent sleeping in acquire()
+
+    # -- state storage -------------------------------------------------------------------------
+
+    def _load(self, now: float) -> _State:
+        if self._path is None:
+            return self._memory
+        try:
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            return _State(
+                tokens=float(raw["tokens"]),
+                updated_at=float(raw["updated_at"]),
+                blocked_until=float(raw.get("blocked_until", 0.0)),
+            )
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return _State(tokens=float(self.burst), updated_at=now)
+
+    def _save(self, state: _State) -> None:
+        if self._path is None:
+            self._memory = state
+            return
+        tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+        os.replace(tmp, self._path)
+
+    def _update(self, change: Callable[[_State, float], float]) -> float:
+        """Run ``change(state, now)`` under the locks, persist, return its result."""
+        with self._lock:
+            if self._file_lock is not None and self._path is not None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                with self._file_lock:
+                    return self._apply(change)
+            return self._apply(change)
+
+    def _apply(self, change: Callable[[_State, float], float]) -> float:
+        now = self._clock()
+        state = self._load(now)
+        elapsed = max(0.0, now - state.updated_at)
+        state.tokens = min(float(self.burst), state.tokens + elapsed * self.rate)
+        state.updated_at = now
+        result = change(state, now)
+        self._save(state)
+        return result
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until it is available. Returns the seconds waited."""
+
+        def reserve(state: _State, now: float) -> float:
+            state.tokens -= 1.0
+            wait = -state.tokens / self.rate if state.tokens < 0 else 0.0
+            return max(wait, state.blocked_until - now)
+
+        waited = 0.0
+        wait = self._update(reserve)
+        while wait > 0:
+            self._sleep(wait)
+            waited += wait
+            # a penalty may have been imposed while we slept: honour it before going ahead
+            wait = self._update(lambda state, now: max(0.0, state.blocked_until - now))
+        self.waited_s += waited
+        return waited
+
+    def penalize(self, seconds: float) -> None:
+        """Block every holder for ``seconds`` from now and drain the bucket (after a throttle)."""
+        if seconds <= 0:
+            return
+
+        def block(state: _State, now: float) -> float:
+            state.blocked_until = max(state.blocked_until, now + seconds)
+            state.tokens = min(state.tokens, 0.0)
+            return 0.0
+
+        self._update(block)
+        logger.info("rate limiter %s: penalized for %.2f s", self.name, seconds)
+
+    def blocked_for(self) -> float:
+        """Seconds left of the current penalty (0 when none)."""
+        return self._update(lambda state, now: max(0.0, state.blocked_until - now))
+
+    def available(self) -> float:
+        """Tokens currently in the bucket (negative when callers are queued)."""
+        return self._update(lambda state, now: state.tokens)

@@ -1,0 +1,37 @@
+"""Environment variables that point every connector at a running sandbox."""
+
+from __future__ import annotations
+
+from integration_sync.sandbox.abcp import ABCP_USERLOGIN, ABCP_USERPSW_PLAIN
+from integration_sync.sandbox.bitrix24 import (
+    B24_USER_ID,
+    B24_WEBHOOK_CODE,
+    UF_ABCP_INN,
+    UF_ABCP_SALDO,
+    UF_ABCP_USER_ID,
+    USERS_CATEGORY_ID,
+    USERS_STAGE_NEW,
+)
+
+B24_DEAL_TITLE_PREFIX = "ABCP Регистрация:"
+
+
+def sandbox_env(base_url: str) -> dict[str, str]:
+    """Connector settings for the sandbox at ``base_url`` (e.g. ``http://127.0.0.1:8787``).
+
+    ABCP_USERPSW is the plain password: the ABCP client sends its md5.
+    """
+    base = base_url.rstrip("/")
+    return {
+        "SANDBOX_BASE_URL": base,
+        "ABCP_BASE_URL": f"{base}/abcp/cp/users",
+        "ABCP_USERLOGIN": ABCP_USERLOGIN,
+        "ABCP_USERPSW": ABCP_USERPSW_PLAIN,
+        "B24_WEBHOOK_URL": f"{base}/bitrix24/rest/{B24_USER_ID}/{B24_WEBHOOK_CODE}/",
+        "B24_DEAL_CATEGORY_ID_USERS": str(USERS_CATEGORY_ID),
+        "B24_DEAL_STAGE_NEW_USERS": USERS_STAGE_NEW,
+        "UF_B24_DEAL_ABCP_USER_ID": UF_ABCP_USER_ID,
+        "UF_B24_DEAL_INN": UF_ABCP_INN,
+        "UF_B24_DEAL_SALDO": UF_ABCP_SALDO,
+        "B24_DEAL_TITLE_PREFIX": B24_DEAL_TITLE_PREFIX,
+    }

@@ -1,0 +1,231 @@
+"""The sandbox HTTP server: every emulator on one Starlette app, plus the ``/_sandbox`` controls.
+
+``create_app(config)`` builds the app; ``SandboxServer`` runs it under uvicorn in a background
+thread on loopback (tests); ``serve`` runs it in the foreground (the CLI). Control routes are
+never counted, rate limited or faulted:
+
+- ``GET /_sandbox/stats``; ``GET /_sandbox/config``
+- ``POST /_sandbox/faults`` ``{"bitrix24": {...} | null, "abcp": {...}}``
+- ``POST /_sandbox/reset`` (any `SandboxConfig` field; unspecified ones keep their value)
+- ``POST /_sandbox/abcp/users/{userId}``, ``POST /_sandbox/abcp/raw_users``
+- ``GET /_sandbox/bitrix24/contacts``, ``GET /_sandbox/bitrix24/deals``
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from integration_sync.sandbox.abcp import AbcpService
+from integration_sync.sandbox.bitrix24 import Bitrix24Service
+from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
+
+
+class SandboxConfig(BaseModel):
+    """Seed, volumes and limits of one sandbox."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 1
+    abcp_users: int = Field(200, ge=0)
+    days: int = Field(30, ge=0)
+    bitrix24_rate: float = Field(2.0, gt=0)
+    bitrix24_burst: int = Field(50, gt=0)
+    bitrix24_rate_multiplier: float = Field(1.0, gt=0)
+    bitrix24_operating_budget_s: float = Field(480.0, ge=0)
+    bitrix24_operating_cost_s: float = Field(0.0, ge=0)
+    bitrix24_contacts: int = Field(3, ge=0)
+    bitrix24_contact_userfields: list[str] = Field(default_factory=list)
+    abcp_object_response: bool = False
+    abcp_limit_cap: int = Field(1000, gt=0)
+    abcp_auth_error_status: int = Field(403, ge=400, le=599)
+    clock_epoch: float | None = None
+
+
+class Sandbox:
+    """The services of one sandbox and the operations the control routes expose."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self._lock = threading.RLock()
+        self.config = config
+        self.clock = Clock(config.clock_epoch)
+        self.abcp = AbcpService(self.clock)
+        self.bitrix24 = Bitrix24Service(self.clock)
+        self.services: dict[str, Service] = {s.name: s for s in (self.abcp, self.bitrix24)}
+        self.reset(config)
+
+    def reset(self, config: SandboxConfig | None = None) -> None:
+        """Fresh deterministic data for every service, counters zeroed, faults cleared."""
+        with self._lock:
+            if config is not None:
+                self.config = config
+            self.clock = Clock(self.config.clock_epoch)  # a fresh clock: advances do not outlive a reset
+            for service in self.services.values():
+                service.clock = self.clock
+            volumes: dict[str, Any] = self.config.model_dump()
+            self.abcp.reset(self.config.seed, volumes)
+            volumes["bitrix24_seed_people"] = self.abcp.dedupe_people(self.config.bitrix24_contacts)
+            self.bitrix24.reset(self.config.seed, volumes)
+
+    def reset_from(self, changes: Mapping[str, Any]) -> SandboxConfig:
+        config = SandboxConfig.model_validate({**self.config.model_dump(), **changes})
+        self.reset(config)
+        return config
+
+    def stats(self) -> JsonDict:
+        return {name: service.stats() for name, service in self.services.items()}
+
+    def configure_faults(self, spec: Mapping[str, Any]) -> JsonDict:
+        unknown = set(spec) - set(self.services)
+        if unknown:
+            raise ValueError(f"unknown services: {sorted(unknown)}")
+        for name, service_spec in spec.items():
+            if service_spec is not None and not isinstance(service_spec, Mapping):
+                raise ValueError(f"faults for {name} must be an object or null")
+            self.services[name].configure_faults(service_spec)
+        return {name: service.faults.describe() for name, service in self.services.items()}
+
+
+def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
+    async def stats(request: Request) -> Response:
+        return JsonResponse(sandbox.stats())
+
+    async def config(request: Request) -> Response:
+        return JsonResponse(sandbox.config.model_dump())
+
+    async def faults(request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except ValueError:
+            return JsonResponse({"error": "body must be JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JsonResponse({"error": "body must be an object keyed by service"}, status_code=400)
+        try:
+            return JsonResponse(sandbox.configure_faults(body))
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status_code=400)
+
+    async def reset(request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except ValueError:
+            return JsonResponse({"error": "body must be JSON"}, status_code=400)
+        if body is not None and not isinstance(body, dict):
+            return JsonResponse({"error": "body must be an object"}, status_code=400)
+        try:
+            config = sandbox.reset_from(body or {})
+        except ValidationError as exc:
+            return JsonResponse({"error": "invalid config", "details": exc.errors(include_url=False)}, status_code=400)
+        return JsonResponse({"ok": True, "config": config.model_dump(), "stats": sandbox.stats()})
+
+    routes: list[BaseRoute] = [
+        Route("/_sandbox/stats", stats, methods=["GET"]),
+        Route("/_sandbox/config", config, methods=["GET"]),
+        Route("/_sandbox/faults", faults, methods=["POST"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+    ]
+    for name, service in sandbox.services.items():
+        extra = service.control_routes()
+        if extra:
+            routes.append(Mount(f"/_sandbox/{name}", routes=extra))
+    return routes
+
+
+def create_app(config: SandboxConfig | None = None) -> Starlette:
+    """The sandbox app: every service mounted under its prefix, plus the control routes."""
+    sandbox = Sandbox(config or SandboxConfig())
+    routes = _control_routes(sandbox) + [service.mount() for service in sandbox.services.values()]
+    app = Starlette(routes=routes)
+    app.state.sandbox = sandbox
+    return app
+
+
+class _DroppedConnectionNoise(logging.Filter):
+    """Hide uvicorn's complaint about the responses commit-then-drop cuts short on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
+
+
+class SandboxServer:
+    """Runs the sandbox under uvicorn in a background thread on loopback.
+
+    ``with SandboxServer(SandboxConfig(seed=3)) as server: httpx.get(server.base_url + ...)``.
+    Port 0 (the default) picks a free port; ``base_url`` is known as soon as it starts.
+    """
+
+    def __init__(
+        self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.app = create_app(self.config)
+        self.sandbox: Sandbox = self.app.state.sandbox
+        self.host = host
+        self.port = port
+        self.log_level = log_level
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> SandboxServer:
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        config = uvicorn.Config(self.app, log_level=self.log_level, lifespan="off", access_log=False)
+        error_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, _DroppedConnectionNoise) for f in error_log.filters):
+            error_log.addFilter(_DroppedConnectionNoise())
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the sandbox server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def serve(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 8787) -> None:
+    """Serve the sandbox in the foreground until interrupted (the CLI's ``sandbox`` command)."""
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): request counts, wall time against rate-limit ideals, ingest speed and memory."""

@@ -1,0 +1,33 @@
+"""Run every benchmark, print the table and write bench-results.json (`make bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from integration_sync_tests.bench import abcp_bitrix24
+from integration_sync_tests.bench.results import Result, report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller volumes, for trying the harness")
+    parser.add_argument("--output", default="bench-results.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    results: list[Result] = []
+    if args.quick:
+        results += abcp_bitrix24.push_benchmarks(users=500, changed=100)
+        results += abcp_bitrix24.ingest_benchmarks(count=50_000, baseline_count=2_000)
+    else:
+        results += abcp_bitrix24.push_benchmarks()
+        results += abcp_bitrix24.ingest_benchmarks()
+    ok = report(results, Path(args.output))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
