@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from integration_sync.connectors.redaction import install_http_log_redaction
-from integration_sync.defs import abcp_bitrix24
+from integration_sync.defs.abcp_bitrix24 import definitions as abcp_bitrix24
 from integration_sync.defs.resources import abcp_resource, bitrix24_resource, warehouse_resource
 
 install_http_log_redaction()

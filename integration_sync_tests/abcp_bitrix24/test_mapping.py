@@ -120,8 +120,8 @@ def test_deal_title(user: dict[str, Any], expected: str) -> None:
         ({"userId": None}, None, "no userId"),
         ({}, None, "no userId"),
         ({"userId": "abc"}, "abc", "userId is not numeric: 'abc'"),
-        ("garbage", None, "not an object: str"),
-        ([1, 2], None, "not an object: list"),
+        ("garbage", None, "not an object: string"),
+        ([1, 2], None, "not an object: array"),
     ],
 )
 def test_user_key(user: Any, key: str | None, reason: str | None) -> None:

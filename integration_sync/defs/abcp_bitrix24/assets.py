@@ -8,7 +8,7 @@ import dagster as dg
 from integration_sync.defs.abcp_bitrix24.destination import UserDealsDestination
 from integration_sync.defs.abcp_bitrix24.mapping import desired_user
 from integration_sync.defs.abcp_bitrix24.resources import UsersPipelineResource
-from integration_sync.defs.abcp_bitrix24.tables import FLOW, latest_users, store_changes, store_users
+from integration_sync.defs.abcp_bitrix24.tables import FLOW, latest_users, store_users
 from integration_sync.defs.metadata import samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.resources import AbcpResource, Bitrix24Resource, WarehouseResource
@@ -19,6 +19,37 @@ PUSH_TAG = {"integration_sync/push": "bitrix24_user_deals"}
 
 moscow_days = daily("Europe/Moscow", "ABCP_START_DATE", "2024-01-01")
 _LAST_SECOND = timedelta(seconds=1)
+
+
+def _ingest(
+    context: dg.AssetExecutionContext, abcp: AbcpResource, warehouse: WarehouseResource, *, by_update: bool
+) -> dg.MaterializeResult[None]:
+    """Fetch the run's window by registration or update time and replace its partitions."""
+    start, end, first_day, last_day = window_days(context)
+    window = {
+        "updated_from" if by_update else "registered_from": start,
+        "updated_to" if by_update else "registered_to": end - _LAST_SECOND,
+    }
+    with abcp.client() as client:
+        report = store_users(
+            warehouse.warehouse(),
+            client.fetch_users(**window),
+            first_day=first_day,
+            last_day=last_day,
+            run_id=context.run_id,
+            by_update=by_update,
+        )
+        requests = client.stats.requests
+    metadata: dict[str, Any] = {
+        "fetched": report.fetched,
+        "stored": report.stored,
+        "invalid": report.rejected,
+        "api_requests": requests,
+    }
+    if report.rejected_samples:
+        context.log.warning(f"{report.rejected} ABCP records turned away: {report.rejected_samples[:5]}")
+        metadata["invalid_sample"] = samples_table(report.rejected_samples)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -35,26 +66,7 @@ def abcp_users(
 
     Fetched with dateRegistredStart/End and paging; a re-run replaces the partition.
     """
-    start, end, first_day, last_day = window_days(context)
-    with abcp.client() as client:
-        report = store_users(
-            warehouse.warehouse(),
-            client.fetch_users(registered_from=start, registered_to=end - _LAST_SECOND),
-            first_day=first_day,
-            last_day=last_day,
-            run_id=context.run_id,
-        )
-        requests = client.stats.requests
-    metadata: dict[str, Any] = {
-        "fetched": report.fetched,
-        "stored": report.stored,
-        "invalid": report.rejected,
-        "api_requests": requests,
-    }
-    if report.rejected_samples:
-        context.log.warning(f"{report.rejected} ABCP records turned away: {report.rejected_samples[:5]}")
-        metadata["invalid_sample"] = samples_table(report.rejected_samples)
-    return dg.MaterializeResult(metadata=metadata)
+    return _ingest(context, abcp, warehouse, by_update=False)
 
 
 @dg.asset(
@@ -72,25 +84,7 @@ def abcp_user_changes(
     Fetched with dateUpdatedStart/End, so users changed after their first sync reach Bitrix24 within a
     day without a full re-import.
     """
-    start, end, first_day, last_day = window_days(context)
-    with abcp.client() as client:
-        report = store_changes(
-            warehouse.warehouse(),
-            client.fetch_users(updated_from=start, updated_to=end - _LAST_SECOND),
-            first_day=first_day,
-            last_day=last_day,
-            run_id=context.run_id,
-        )
-        requests = client.stats.requests
-    metadata: dict[str, Any] = {
-        "fetched": report.fetched,
-        "stored": report.stored,
-        "invalid": report.rejected,
-        "api_requests": requests,
-    }
-    if report.rejected_samples:
-        metadata["invalid_sample"] = samples_table(report.rejected_samples)
-    return dg.MaterializeResult(metadata=metadata)
+    return _ingest(context, abcp, warehouse, by_update=True)
 
 
 class UserDealsConfig(dg.Config):

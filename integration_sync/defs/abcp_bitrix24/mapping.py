@@ -26,6 +26,15 @@ _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _MONEY = re.compile(r"^[+-]?(\d+)([.,]\d+)?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USER_ID = re.compile(r"^\d{1,20}$")
+# How a record's JSON kind is named in reasons (the same words as the ingest's SQL check).
+_JSON_KINDS: dict[type, str] = {
+    str: "string",
+    int: "number",
+    float: "number",
+    list: "array",
+    type(None): "null",
+    bool: "boolean",
+}
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,7 @@ def registration_day(user: Mapping[str, Any]) -> date | None:
 def user_key(user: Any) -> tuple[str | None, str | None]:
     """(userId, None) for a usable record, else (whatever id there is, the reason it is unusable)."""
     if not isinstance(user, Mapping):
-        return None, f"not an object: {type(user).__name__}"
+        return None, f"not an object: {_JSON_KINDS.get(type(user), type(user).__name__)}"
     raw_id = user.get("userId")
     if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
         return None, "no userId"

@@ -101,7 +101,9 @@ _STAGE = (
     + ", ".join(f"v[{i + 4}] AS {column}" for i, column in enumerate(_COLUMNS))
     + " FROM src)"
     " SELECT *, CAST(CASE WHEN $by_update THEN update_time ELSE registration_date END AS DATE) AS day,"
-    " CASE WHEN kind IS DISTINCT FROM 'OBJECT' THEN 'not an object: ' || lower(coalesce(kind, 'null'))"
+    " CASE WHEN kind IS DISTINCT FROM 'OBJECT' THEN 'not an object: ' || CASE"
+    " WHEN kind IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN 'number' WHEN kind = 'VARCHAR' THEN 'string'"
+    " ELSE lower(coalesce(kind, 'null')) END"
     " WHEN user_id IS NULL OR user_id = '' THEN 'no userId'"
     " WHEN NOT regexp_full_match(user_id, '[0-9]{1,20}') THEN 'userId is not numeric: ' || left(user_id, 40)"
     " WHEN (CASE WHEN $by_update THEN update_time ELSE registration_date END) IS NULL"
@@ -154,39 +156,34 @@ def _record_rejects(conn: Any, source: str, first_day: date, last_day: date, run
 
 
 def store_users(
-    warehouse: Warehouse, users: Iterable[Any], *, first_day: date, last_day: date, run_id: str
+    warehouse: Warehouse,
+    users: Iterable[Any],
+    *,
+    first_day: date,
+    last_day: date,
+    run_id: str,
+    by_update: bool = False,
 ) -> LoadReport:
-    """Replace the registration-day partitions first_day..last_day with `users`."""
+    """Replace partitions first_day..last_day with `users`: of `abcp_users` (registration days), or
+    with `by_update` of `abcp_user_changes` (update days)."""
     report = LoadReport()
-    with tempfile.TemporaryDirectory(prefix="abcp-users-") as tmp:
-        path = Path(tmp) / "users.ndjson"
+    source = "user_changes" if by_update else "users"
+    with tempfile.TemporaryDirectory(prefix=f"abcp-{source}-") as tmp:
+        path = Path(tmp) / "staged.ndjson"
         _stage(users, path, report)
         with warehouse.transaction() as conn:
-            _load(conn, path, False, report)
-            conn.execute(
-                "DELETE FROM abcp_users WHERE partition_date BETWEEN ? AND ?"
-                " OR user_id IN (SELECT user_id FROM staged WHERE reason IS NULL)",
-                [first_day, last_day],
-            )
-            report.stored = _inserted(conn.execute(_INSERT_USERS, {"run_id": run_id}))
-            _record_rejects(conn, "users", first_day, last_day, run_id)
-            conn.execute("DROP TABLE staged")
-    return report
-
-
-def store_changes(
-    warehouse: Warehouse, users: Iterable[Any], *, first_day: date, last_day: date, run_id: str
-) -> LoadReport:
-    """Replace the update-day partitions first_day..last_day of `abcp_user_changes`."""
-    report = LoadReport()
-    with tempfile.TemporaryDirectory(prefix="abcp-changes-") as tmp:
-        path = Path(tmp) / "changes.ndjson"
-        _stage(users, path, report)
-        with warehouse.transaction() as conn:
-            _load(conn, path, True, report)
-            conn.execute("DELETE FROM abcp_user_changes WHERE change_date BETWEEN ? AND ?", [first_day, last_day])
-            report.stored = _inserted(conn.execute(_INSERT_CHANGES, {"run_id": run_id}))
-            _record_rejects(conn, "user_changes", first_day, last_day, run_id)
+            _load(conn, path, by_update, report)
+            if by_update:
+                conn.execute("DELETE FROM abcp_user_changes WHERE change_date BETWEEN ? AND ?", [first_day, last_day])
+            else:
+                conn.execute(
+                    "DELETE FROM abcp_users WHERE partition_date BETWEEN ? AND ?"
+                    " OR user_id IN (SELECT user_id FROM staged WHERE reason IS NULL)",
+                    [first_day, last_day],
+                )
+            insert = _INSERT_CHANGES if by_update else _INSERT_USERS
+            report.stored = _inserted(conn.execute(insert, {"run_id": run_id}))
+            _record_rejects(conn, source, first_day, last_day, run_id)
             conn.execute("DROP TABLE staged")
     return report
 
