@@ -11,13 +11,12 @@ from integration_sync.defs.abcp_bitrix24.mapping import (
     contact_fields,
     deal_title,
     desired_user,
-    normalize_email,
-    normalize_phone,
     parse_money,
     registration_day,
     saldo_value,
     user_key,
 )
+from integration_sync.sync.normalize import normalize_email, normalize_phone
 
 SETTINGS = DealSettings(
     category_id=5,

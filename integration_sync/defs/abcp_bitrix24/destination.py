@@ -17,13 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from integration_sync.connectors.bitrix24 import Bitrix24Client
-from integration_sync.defs.abcp_bitrix24.mapping import (
-    ORIGINATOR_ID,
-    DealSettings,
-    normalize_email,
-    normalize_phone,
-)
+from integration_sync.defs.abcp_bitrix24.mapping import ORIGINATOR_ID, DealSettings
 from integration_sync.sync.engine import Change, Outcome
+from integration_sync.sync.normalize import normalize_email, normalize_phone
 
 MAX_COMMANDS = 50
 _SCALAR_CONTACT_FIELDS = ("NAME", "SECOND_NAME", "LAST_NAME")

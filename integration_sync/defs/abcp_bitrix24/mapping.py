@@ -14,9 +14,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
 from integration_sync.sync.engine import Desired
+from integration_sync.sync.normalize import normalize_email, normalize_phone
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 ORIGINATOR_ID = "integration_sync"
@@ -24,7 +23,6 @@ ABCP_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
 _MONEY = re.compile(r"^[+-]?(\d+)([.,]\d+)?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USER_ID = re.compile(r"^\d{1,20}$")
 # How a record's JSON kind is named in reasons (the same words as the ingest's SQL check).
 _JSON_KINDS: dict[type, str] = {
@@ -73,33 +71,6 @@ def saldo_value(value: Any) -> float | str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-def normalize_phone(raw: Any, region: str = "RU") -> str | None:
-    """A phone in E.164 (+79161234567), or None when it is not a possible number."""
-    if not isinstance(raw, str | int) or isinstance(raw, bool):
-        return None
-    text = str(raw).strip()
-    if not text:
-        return None
-    digits = re.sub(r"\D", "", text)
-    if region in ("RU", "KZ") and len(digits) == 11 and digits[0] == "8" and not text.startswith("+"):
-        text = "+7" + digits[1:]
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalize_email(raw: Any) -> str | None:
-    """A trimmed, lower-cased email, or None when it does not look like one."""
-    if not isinstance(raw, str):
-        return None
-    text = raw.strip().lower()
-    return text if _EMAIL.match(text) else None
 
 
 def parse_abcp_datetime(raw: Any) -> datetime | None:
