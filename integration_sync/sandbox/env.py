@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from integration_sync.sandbox.abcp import ABCP_USERLOGIN, ABCP_USERPSW_PLAIN
+from integration_sync.sandbox.amocrm_schema import amocrm_env
 from integration_sync.sandbox.bitrix24 import (
     B24_USER_ID,
     B24_WEBHOOK_CODE,
@@ -12,6 +13,7 @@ from integration_sync.sandbox.bitrix24 import (
     USERS_CATEGORY_ID,
     USERS_STAGE_NEW,
 )
+from integration_sync.sandbox.kaspi import KASPI_API_PATH, KASPI_AUTH_VALUE
 
 B24_DEAL_TITLE_PREFIX = "ABCP Регистрация:"
 
@@ -19,7 +21,8 @@ B24_DEAL_TITLE_PREFIX = "ABCP Регистрация:"
 def sandbox_env(base_url: str) -> dict[str, str]:
     """Connector settings for the sandbox at ``base_url`` (e.g. ``http://127.0.0.1:8787``).
 
-    ABCP_USERPSW is the plain password: the ABCP client sends its md5.
+    ABCP_USERPSW is the plain password: the ABCP client sends its md5. The ``AMO_*`` settings come
+    from `amocrm_env` (AMO_LONG_LIVED_TOKEN is empty so the OAuth refresh path is exercised).
     """
     base = base_url.rstrip("/")
     return {
@@ -34,4 +37,8 @@ def sandbox_env(base_url: str) -> dict[str, str]:
         "UF_B24_DEAL_INN": UF_ABCP_INN,
         "UF_B24_DEAL_SALDO": UF_ABCP_SALDO,
         "B24_DEAL_TITLE_PREFIX": B24_DEAL_TITLE_PREFIX,
+        "KASPI_BASE_URL": f"{base}/kaspi{KASPI_API_PATH}",
+        "KASPI_TOKEN": KASPI_AUTH_VALUE,
+        "DEFAULT_COUNTRY": "KZ",
+        **amocrm_env(base),
     }

@@ -9,6 +9,10 @@ never counted, rate limited or faulted:
 - ``POST /_sandbox/reset`` (any `SandboxConfig` field; unspecified ones keep their value)
 - ``POST /_sandbox/abcp/users/{userId}``, ``POST /_sandbox/abcp/raw_users``
 - ``GET /_sandbox/bitrix24/contacts``, ``GET /_sandbox/bitrix24/deals``
+- ``GET|POST /_sandbox/kaspi/orders``, ``POST /_sandbox/kaspi/orders/raw``,
+  ``GET /_sandbox/kaspi/orders/{code}``, ``POST /_sandbox/kaspi/orders/{code}/status``
+- ``GET /_sandbox/amocrm/{contacts|leads|catalog_elements|notes|links}``, ``GET /_sandbox/amocrm/tokens``,
+  ``POST /_sandbox/amocrm/tokens/expire``, ``POST /_sandbox/amocrm/unblock``
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,8 +33,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from integration_sync.sandbox.abcp import AbcpService
+from integration_sync.sandbox.amocrm import AmoCrmService
 from integration_sync.sandbox.bitrix24 import Bitrix24Service
 from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
+from integration_sync.sandbox.kaspi import KaspiService
 
 
 class SandboxConfig(BaseModel):
@@ -51,6 +57,33 @@ class SandboxConfig(BaseModel):
     abcp_object_response: bool = False
     abcp_limit_cap: int = Field(1000, gt=0)
     abcp_auth_error_status: int = Field(403, ge=400, le=599)
+    kaspi_orders: int = Field(300, ge=0)
+    kaspi_days: int | None = Field(None, ge=0)  # None: the config's `days`
+    kaspi_max_window_days: int = Field(14, gt=0)
+    kaspi_window_mode: Literal["width", "lookback"] = "width"
+    kaspi_page_size_max: int = Field(100, gt=0)
+    kaspi_page_size_over: Literal["reject", "clamp"] = "reject"
+    kaspi_require_paging: bool = True
+    kaspi_rate: float = Field(10.0, gt=0)
+    kaspi_burst: int = Field(20, gt=0)
+    kaspi_auth_error_status: int = Field(401, ge=400, le=599)
+    kaspi_strict_media_types: bool = True
+    kaspi_no_user_agent_delay_s: float = Field(30.0, ge=0)
+    kaspi_code_lookup_without_date: bool = False
+    kaspi_repeat_customers: float = Field(0.3, ge=0, le=1)
+    kaspi_offer_missing_share: float = Field(0.1, ge=0, le=1)
+    amocrm_rate: float = Field(7.0, gt=0)
+    amocrm_block_mode: bool = False
+    amocrm_block_after_429s: int = Field(10, gt=0)
+    amocrm_block_window_s: float = Field(60.0, gt=0)
+    amocrm_token_lifetime_s: int = Field(86400, gt=0)
+    amocrm_contacts: int = Field(20, ge=0)
+    amocrm_refresh_revokes_access: bool = True
+    amocrm_limit_over_max: Literal["error", "clamp"] = "error"
+    amocrm_enum_read_key: Literal["enum_code", "enum"] = "enum_code"
+    amocrm_lead_query_includes_contacts: bool = False
+    amocrm_filter_query: bool = False
+    amocrm_batch_max: int = Field(250, gt=0)
     clock_epoch: float | None = None
 
 
@@ -63,7 +96,11 @@ class Sandbox:
         self.clock = Clock(config.clock_epoch)
         self.abcp = AbcpService(self.clock)
         self.bitrix24 = Bitrix24Service(self.clock)
+        self.kaspi = KaspiService(self.clock)
         self.services: dict[str, Service] = {s.name: s for s in (self.abcp, self.bitrix24)}
+        self.services[self.kaspi.name] = self.kaspi
+        self.amocrm = AmoCrmService(self.clock)
+        self.services[self.amocrm.name] = self.amocrm
         self.reset(config)
 
     def reset(self, config: SandboxConfig | None = None) -> None:
@@ -78,6 +115,8 @@ class Sandbox:
             self.abcp.reset(self.config.seed, volumes)
             volumes["bitrix24_seed_people"] = self.abcp.dedupe_people(self.config.bitrix24_contacts)
             self.bitrix24.reset(self.config.seed, volumes)
+            self.kaspi.reset(self.config.seed, volumes)
+            self.amocrm.reset(self.config.seed, volumes)
 
     def reset_from(self, changes: Mapping[str, Any]) -> SandboxConfig:
         config = SandboxConfig.model_validate({**self.config.model_dump(), **changes})

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from integration_sync.sandbox.amocrm_schema import amocrm_env
 from integration_sync.sandbox.bitrix24 import normalize_phone, substitute_refs
 from integration_sync.sandbox.core import Clock, LeakyBucket, parse_php_query
 from integration_sync.sandbox.env import sandbox_env
@@ -92,7 +93,7 @@ def test_reset_regenerates_zeroes_stats_and_clears_faults(client: httpx.Client) 
 
 
 def test_fault_control_validates_and_null_clears(client: httpx.Client) -> None:
-    assert faults(client, {"kaspi": {}}).status_code == 400
+    assert faults(client, {"no_such_service": {}}).status_code == 400
     assert faults(client, {"bitrix24": {"error_rate": 2}}).status_code == 400
     assert faults(client, {"bitrix24": {"surprise": True}}).status_code == 400
     assert faults(client, {"bitrix24": "yes"}).status_code == 400
@@ -164,6 +165,10 @@ def test_sandbox_env_points_connectors_at_the_sandbox(server: SandboxServer, cli
         "UF_B24_DEAL_INN": "UF_CRM_ABCP_INN",
         "UF_B24_DEAL_SALDO": "UF_CRM_ABCP_SALDO",
         "B24_DEAL_TITLE_PREFIX": "ABCP Регистрация:",
+        "KASPI_BASE_URL": f"{server.base_url}/kaspi/shop/api/v2",
+        "KASPI_TOKEN": "sandbox-kaspi-token",
+        "DEFAULT_COUNTRY": "KZ",
+        **amocrm_env(server.base_url),  # values checked in test_amocrm_emulator.py
     }
     assert abcp_get(client, server.base_url).status_code == 200
     stages = httpx.post(

@@ -1,0 +1,837 @@
+"""The amoCRM API v4 emulator, exercised over real HTTP with plain httpx (never the connectors)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from integration_sync.sandbox import amocrm_schema as amo
+from integration_sync.sandbox.env import sandbox_env
+from integration_sync.sandbox.server import SandboxConfig, SandboxServer
+
+FAST: dict[str, Any] = {
+    "seed": 5,
+    "abcp_users": 5,
+    "kaspi_orders": 5,
+    "clock_epoch": None,
+    # every amocrm knob a test changes, at its default (a reset keeps unnamed fields)
+    "amocrm_rate": 1000.0,
+    "amocrm_contacts": 20,
+    "amocrm_block_mode": False,
+    "amocrm_block_after_429s": 10,
+    "amocrm_token_lifetime_s": 86400,
+    "amocrm_refresh_revokes_access": True,
+    "amocrm_limit_over_max": "error",
+    "amocrm_enum_read_key": "enum_code",
+    "amocrm_lead_query_includes_contacts": False,
+    "amocrm_filter_query": False,
+}
+AUTH = {"Authorization": f"Bearer {amo.AMO_INITIAL_ACCESS_TOKEN}"}
+# the revoked-refresh body quoted in the official PHP SDK's issues (api-samples/amocrm)
+REVOKED = {
+    "hint": "Token has been revoked",
+    "title": "Некорректный запрос",
+    "type": "https://developers.amocrm.ru/v3/errors/OAuthProblemJson",
+    "status": 401,
+    "detail": "В запросе отсутствует ряд параметров или параметры невалидны",
+}
+UNAUTHORIZED = {
+    "title": "Unauthorized",
+    "type": "https://httpstatus.es/401",
+    "status": 401,
+    "detail": "Неверный логин или пароль",
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxConfig(**FAST)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def control(server: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        assert http.post("/_sandbox/reset", json=FAST).status_code == 200
+        yield http
+
+
+@pytest.fixture
+def api(server: SandboxServer, control: httpx.Client) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{server.base_url}/amocrm", headers=AUTH, timeout=10) as http:
+        yield http
+
+
+def reset(control: httpx.Client, **changes: Any) -> None:
+    assert control.post("/_sandbox/reset", json={**FAST, **changes}).status_code == 200
+
+
+def dump(control: httpx.Client, kind: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = control.get(f"/_sandbox/amocrm/{kind}").json()
+    return rows
+
+
+def oauth(api: httpx.Client, **changes: Any) -> httpx.Response:
+    body = {
+        "client_id": amo.AMO_CLIENT_ID,
+        "client_secret": amo.AMO_CLIENT_SECRET,
+        "redirect_uri": amo.AMO_REDIRECT_URI,
+        "grant_type": "refresh_token",
+        "refresh_token": amo.AMO_INITIAL_REFRESH_TOKEN,
+        **changes,
+    }
+    return api.post("/oauth2/access_token", json=body, headers={"Authorization": ""})
+
+
+def phone(value: str, code: str = "MOB") -> dict[str, Any]:
+    return {"field_code": "PHONE", "values": [{"value": value, "enum_code": code}]}
+
+
+def add_contacts(api: httpx.Client, items: list[dict[str, Any]]) -> list[int]:
+    response = api.post("/api/v4/contacts", json=items)
+    assert response.status_code == 200, response.text
+    return [c["id"] for c in response.json()["_embedded"]["contacts"]]
+
+
+def add_leads(api: httpx.Client, items: list[dict[str, Any]]) -> list[int]:
+    response = api.post("/api/v4/leads", json=items)
+    assert response.status_code == 200, response.text
+    return [lead["id"] for lead in response.json()["_embedded"]["leads"]]
+
+
+def errors_of(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert (body["title"], body["status"], body["detail"]) == ("Bad Request", 400, "Request validation failed")
+    items: list[dict[str, Any]] = body["validation-errors"]
+    return items
+
+
+# ------------------------------------------------------------------------------ account and env
+def test_env_points_at_the_seeded_account(server: SandboxServer, api: httpx.Client) -> None:
+    env = sandbox_env(server.base_url)
+    assert env["AMO_BASE_URL"] == f"{server.base_url}/amocrm"
+    assert (env["AMO_CLIENT_ID"], env["AMO_CLIENT_SECRET"], env["AMO_REDIRECT_URI"]) == (
+        "sandbox-amo-client",
+        "sandbox-amo-secret",
+        "https://example.invalid/oauth",
+    )
+    assert (env["AMO_ACCESS_TOKEN"], env["AMO_REFRESH_TOKEN"]) == ("sandbox-amo-access-0", "sandbox-amo-refresh-0")
+    assert env["AMO_LONG_LIVED_TOKEN"] == ""
+    assert json.loads(env["AMO_SUBJECT_ENUMS"]) == amo.AMO_SUBJECT_ENUMS and len(amo.AMO_SUBJECT_ENUMS) == 10
+    pipelines = api.get("/api/v4/leads/pipelines").json()
+    assert pipelines["_total_items"] == 4
+    statuses = {p["id"]: {s["id"]: s for s in p["_embedded"]["statuses"]} for p in pipelines["_embedded"]["pipelines"]}
+    for pid, sid in (
+        ("AMO_PIPELINE_ID", "AMO_STATUS_ID"),
+        ("AMO_PIPELINE_SITE", "AMO_STATUS_AUTOPAY_SITE"),
+        ("AMO_PIPELINE_YANDEX", "AMO_STATUS_AUTOPAY_YANDEX"),
+        ("AMO_PIPELINE_PARTNERS", "AMO_STATUS_AUTOPAY_PARTNERS"),
+    ):
+        assert int(env[sid]) in statuses[int(env[pid])]
+    for by_id in statuses.values():
+        assert [s["type"] for s in by_id.values()].count(1) == 1 and {142, 143} <= set(by_id)
+    lead_fields = {
+        f["id"]: f
+        for f in api.get("/api/v4/leads/custom_fields", params={"limit": 250}).json()["_embedded"]["custom_fields"]
+    }
+    assert lead_fields[int(env["AMO_LEAD_FIELD_SUBJECTS"])]["type"] == "multiselect"
+    assert {e["id"] for e in lead_fields[int(env["AMO_LEAD_FIELD_SUBJECTS"])]["enums"]} == set(
+        amo.AMO_SUBJECT_ENUMS.values()
+    )
+    assert {e["id"] for e in lead_fields[int(env["AMO_LEAD_FIELD_DIRECTION"])]["enums"]} == {
+        int(env["AMO_DIRECTION_EGE"]),
+        int(env["AMO_DIRECTION_OGE"]),
+    }
+    assert lead_fields[int(env["AMO_LEAD_ORDER_DATE_FIELD_ID"])]["type"] == "date_time"
+    assert lead_fields[int(env["AMO_LEAD_FIELD_TOTAL_PAID"])]["type"] == "numeric"
+    assert {f["code"] for f in lead_fields.values() if f["type"] == "tracking_data"} == {
+        "UTM_SOURCE",
+        "UTM_MEDIUM",
+        "UTM_CAMPAIGN",
+        "UTM_TERM",
+        "UTM_CONTENT",
+    }
+    contact_fields = {
+        f["code"] or f["id"]: f for f in api.get("/api/v4/contacts/custom_fields").json()["_embedded"]["custom_fields"]
+    }
+    assert [e["value"] for e in contact_fields["PHONE"]["enums"]] == ["WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"]
+    assert [e["value"] for e in contact_fields["EMAIL"]["enums"]] == ["WORK", "PRIV", "OTHER"]
+    assert {int(env["AMO_CONTACT_FIELD_TG_ID"]), int(env["AMO_CONTACT_ADDRESS_FIELD_ID"])} <= set(contact_fields)
+    catalogs = api.get("/api/v4/catalogs").json()["_embedded"]["catalogs"]
+    assert [(c["id"], c["type"]) for c in catalogs] == [(int(env["AMO_CATALOG_ID"]), "products")]
+    catalog_fields = api.get(f"/api/v4/catalogs/{env['AMO_CATALOG_ID']}/custom_fields").json()
+    assert {f["id"]: f["code"] for f in catalog_fields["_embedded"]["custom_fields"]}[
+        int(env["AMO_CATALOG_SKU_FIELD_ID"])
+    ] == "SKU"
+    assert api.get("/api/v4/leads/pipelines/999/statuses").json()["detail"] == "Pipeline not found"
+
+
+def test_seed_covers_phone_formats_closed_and_autopay_leads(control: httpx.Client) -> None:
+    contacts = dump(control, "contacts")
+    assert len(contacts) == 20
+    phones = [
+        v["value"]
+        for c in contacts
+        for f in c["custom_fields_values"]
+        if f["field_code"] == "PHONE"
+        for v in f["values"]
+    ]
+    assert any(p.startswith("+7") for p in phones) and any(p.startswith("8") for p in phones)
+    nationals = ["".join(ch for ch in p if ch.isdigit())[1:] for p in phones]
+    assert any(n.startswith("7") for n in nationals) and any(n.startswith("9") for n in nationals)  # KZ and RU
+    assert any(f["field_id"] == amo.AMO_CONTACT_FIELD_TG_ID for c in contacts for f in c["custom_fields_values"])
+    leads = dump(control, "leads")
+    statuses = {lead["status_id"] for lead in leads}
+    assert {
+        142,
+        143,
+        amo.AMO_STATUS_AUTOPAY_SITE,
+        amo.AMO_STATUS_AUTOPAY_YANDEX,
+        amo.AMO_STATUS_AUTOPAY_PARTNERS,
+        amo.AMO_STATUS_ID,
+    } <= statuses
+    assert all(lead["_embedded"]["contacts"] for lead in leads)
+    assert all((lead["closed_at"] is not None) == (lead["status_id"] in (142, 143)) for lead in leads)
+
+
+def test_same_seed_same_account() -> None:
+    config = SandboxConfig(**{**FAST, "clock_epoch": 1_760_000_000.0})
+    dumps = []
+    for cfg in (config, config, config.model_copy(update={"seed": 6})):
+        with SandboxServer(cfg) as srv, httpx.Client(base_url=srv.base_url) as http:
+            dumps.append([dump(http, kind) for kind in ("contacts", "leads", "catalog_elements")])
+    assert dumps[0] == dumps[1] and dumps[0] != dumps[2]
+
+
+# ------------------------------------------------------------------------------------- auth
+def test_bearer_token_required(api: httpx.Client) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+        response = api.get("/api/v4/contacts", headers=headers)
+        assert response.status_code == 401 and response.json() == UNAUTHORIZED
+        assert response.headers["content-type"] == "application/problem+json"
+    long_lived = api.get("/api/v4/contacts", headers={"Authorization": f"Bearer {amo.AMO_LONG_LIVED_TOKEN}"})
+    assert long_lived.status_code == 200 and long_lived.headers["content-type"] == "application/hal+json"
+
+
+def test_authorization_code_is_single_use_and_client_must_match(api: httpx.Client) -> None:
+    grant = {"grant_type": "authorization_code", "code": amo.AMO_AUTH_CODE, "refresh_token": None}
+    assert oauth(api, **grant, client_secret="wrong").json()["title"] == "Некорректный клиент"
+    assert oauth(api, **grant, redirect_uri="https://elsewhere.invalid").status_code == 401
+    assert oauth(api, **{**grant, "client_id": None}).json()["hint"] == "Check the `client_id` parameter"
+    first = oauth(api, **grant)
+    assert first.status_code == 200
+    body = first.json()
+    assert set(body) == {"token_type", "expires_in", "server_time", "access_token", "refresh_token"}
+    assert (body["token_type"], body["expires_in"]) == ("Bearer", 86400)
+    assert api.get("/api/v4/account", headers={"Authorization": f"Bearer {body['access_token']}"}).status_code == 200
+    again = oauth(api, **grant)
+    assert again.status_code == 400 and again.json()["hint"] == "Authorization code has been revoked"
+
+
+def test_refresh_token_is_single_use_and_revokes_the_old_access_token(api: httpx.Client, control: httpx.Client) -> None:
+    fresh = oauth(api)
+    assert fresh.status_code == 200
+    pair = fresh.json()
+    assert api.get("/api/v4/account").status_code == 401  # the previous access token is revoked
+    assert api.get("/api/v4/account", headers={"Authorization": f"Bearer {pair['access_token']}"}).status_code == 200
+    reused = oauth(api)
+    assert reused.status_code == 401 and reused.json() == REVOKED
+    assert oauth(api, refresh_token="garbage").status_code == 401
+    tokens = control.get("/_sandbox/amocrm/tokens").json()
+    assert tokens["refresh_used"] == [amo.AMO_INITIAL_REFRESH_TOKEN]
+    assert tokens["refresh_reuse_attempts"] == 1
+    assert oauth(api, refresh_token=pair["refresh_token"]).status_code == 200
+
+    reset(control, amocrm_refresh_revokes_access=False)
+    assert oauth(api).status_code == 200
+    assert api.get("/api/v4/account").status_code == 200  # configurable: the old token lives until it expires
+
+
+def test_concurrent_refreshes_with_one_token_only_one_wins(api: httpx.Client, control: httpx.Client) -> None:
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(pool.map(lambda _: oauth(api).status_code, range(6)))
+    assert codes == [200] + [401] * 5
+    tokens = control.get("/_sandbox/amocrm/tokens").json()
+    assert tokens["refresh_reuse_attempts"] == 5 and len(tokens["refresh_active"]) == 1
+
+
+def test_expire_control_invalidates_access_tokens_until_refreshed(api: httpx.Client, control: httpx.Client) -> None:
+    assert control.post("/_sandbox/amocrm/tokens/expire").json() == {"expired": [amo.AMO_INITIAL_ACCESS_TOKEN]}
+    assert api.get("/api/v4/leads").status_code == 401
+    assert api.get("/api/v4/leads", headers={"Authorization": f"Bearer {amo.AMO_LONG_LIVED_TOKEN}"}).status_code == 200
+    token = oauth(api).json()["access_token"]
+    assert api.get("/api/v4/leads", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_access_tokens_expire_after_their_lifetime(api: httpx.Client, control: httpx.Client) -> None:
+    reset(control, amocrm_token_lifetime_s=1)
+    form = {
+        "client_id": amo.AMO_CLIENT_ID,
+        "client_secret": amo.AMO_CLIENT_SECRET,
+        "redirect_uri": amo.AMO_REDIRECT_URI,
+        "grant_type": "refresh_token",
+        "refresh_token": amo.AMO_INITIAL_REFRESH_TOKEN,
+    }
+    issued = api.post("/oauth2/access_token", data=form)  # the endpoint also takes a form body
+    assert issued.status_code == 200 and issued.json()["expires_in"] == 1
+    headers = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    assert api.get("/api/v4/account", headers=headers).status_code == 200
+    time.sleep(1.05)
+    assert api.get("/api/v4/account", headers=headers).status_code == 401
+
+
+# ---------------------------------------------------------------------------- limits and block
+def test_rate_limit_answers_429_html_without_retry_after(api: httpx.Client, control: httpx.Client) -> None:
+    reset(control, amocrm_rate=7.0)
+    statuses = [api.get("/api/v4/account") for _ in range(12)]
+    codes = [r.status_code for r in statuses]
+    assert codes == [200] * 7 + [429] * 5
+    refused = statuses[-1]
+    assert refused.headers["content-type"].startswith("text/html") and "retry-after" not in refused.headers
+    assert b"429 Too Many Requests" in refused.content
+    assert control.get("/_sandbox/stats").json()["amocrm"]["throttled"] == 5
+    time.sleep(1.05)
+    assert api.get("/api/v4/account").status_code == 200
+
+
+def test_block_mode_answers_403_to_everything_until_unblocked(api: httpx.Client, control: httpx.Client) -> None:
+    reset(control, amocrm_rate=2.0, amocrm_block_mode=True, amocrm_block_after_429s=3)
+    codes = [api.get("/api/v4/account").status_code for _ in range(8)]
+    assert codes[:5] == [200, 200, 429, 429, 429] and set(codes[5:]) == {403}
+    blocked = oauth(api)
+    assert blocked.status_code == 403 and b"<center>nginx</center>" in blocked.content
+    assert blocked.headers["content-type"].startswith("text/html")
+    assert control.post("/_sandbox/amocrm/unblock").json() == {"unblocked": True}
+    time.sleep(1.0)  # the 1-second window of the limiter still holds the accepted requests
+    assert api.get("/api/v4/account").status_code == 200
+
+    reset(control, amocrm_rate=2.0, amocrm_block_after_429s=3)  # block mode off: only 429s
+    assert 403 not in {api.get("/api/v4/account").status_code for _ in range(10)}
+    assert control.post("/_sandbox/faults", json={"amocrm": {"block_mode": True}}).status_code == 200
+    assert 403 in {api.get("/api/v4/account").status_code for _ in range(6)}
+
+
+# ------------------------------------------------------------------------------ lists and 204
+def test_pages_links_limits_and_204(api: httpx.Client, control: httpx.Client) -> None:
+    first = api.get("/api/v4/contacts", params={"limit": 8}).json()
+    assert first["_page"] == 1 and set(first["_links"]) == {"self", "next"} and "_total_items" not in first
+    assert first["_links"]["next"]["href"].endswith("/amocrm/api/v4/contacts?page=2&limit=8")
+    last = api.get("/api/v4/contacts", params={"limit": 8, "page": 3}).json()
+    assert len(last["_embedded"]["contacts"]) == 4 and "next" not in last["_links"]
+    assert set(last["_links"]) == {"self", "first", "prev"}
+    for response in (
+        api.get("/api/v4/contacts", params={"limit": 8, "page": 4}),
+        api.get("/api/v4/contacts", params={"query": "no such thing anywhere"}),
+        api.get("/api/v4/contacts/1"),
+        api.get("/api/v4/leads/1"),
+        api.get("/api/v4/leads", params={"filter[pipeline_id][]": 1}),
+    ):
+        assert response.status_code == 204 and response.content == b""
+    over = api.get("/api/v4/contacts", params={"limit": 251})
+    assert over.status_code == 400 and over.headers["content-type"] == "application/problem+json"
+    reset(control, amocrm_limit_over_max="clamp")
+    assert len(api.get("/api/v4/contacts", params={"limit": 500}).json()["_embedded"]["contacts"]) == 20
+
+
+def test_query_is_a_raw_substring_match(api: httpx.Client) -> None:
+    plus, eight = add_contacts(
+        api,
+        [
+            {"name": "Плюс Семь", "custom_fields_values": [phone("+77011234567")]},
+            {
+                "name": "Восемь",
+                "custom_fields_values": [
+                    phone("87011234567"),
+                    {"field_id": amo.AMO_CONTACT_FIELD_TG_ID, "values": [{"value": "555000111"}]},
+                ],
+            },
+        ],
+    )
+
+    def found(query: str) -> set[int]:
+        response = api.get("/api/v4/contacts", params={"query": query})
+        return set() if response.status_code == 204 else {c["id"] for c in response.json()["_embedded"]["contacts"]}
+
+    assert found("+77011234567") == {plus}
+    assert found("87011234567") == {eight}
+    assert found("7011234567") == {plus, eight}
+    assert found("555000111") == {eight}
+    assert found("плюс") == {plus}
+    assert found(" 77011234567") == set()  # an unencoded "+" arrives as a space: no trimming
+    assert found("+7 701 123") == set()  # formats are not normalized
+
+
+# ------------------------------------------------------------------------------ contacts
+def test_contacts_create_echo_request_ids_and_read_form(api: httpx.Client, control: httpx.Client) -> None:
+    response = api.post(
+        "/api/v4/contacts",
+        json=[
+            {
+                "first_name": "Пётр",
+                "last_name": "Смирнов",
+                "request_id": "abc",
+                "custom_fields_values": [
+                    phone("+79001112233"),
+                    {"field_code": "EMAIL", "values": [{"value": "p@x.kz"}]},
+                ],
+            },
+            {"name": "Без полей"},
+        ],
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "application/hal+json"
+    created = response.json()["_embedded"]["contacts"]
+    assert [c["request_id"] for c in created] == ["abc", "1"]
+    first = api.get(f"/api/v4/contacts/{created[0]['id']}").json()
+    assert first["name"] == "Пётр Смирнов"
+    assert first["custom_fields_values"] == [
+        {
+            "field_id": amo.AMO_CONTACT_FIELD_PHONE,
+            "field_name": "Телефон",
+            "field_code": "PHONE",
+            "field_type": "multitext",
+            "values": [{"value": "+79001112233", "enum_id": amo.PHONE_ENUMS["MOB"], "enum_code": "MOB"}],
+        },
+        {
+            "field_id": amo.AMO_CONTACT_FIELD_EMAIL,
+            "field_name": "Email",
+            "field_code": "EMAIL",
+            "field_type": "multitext",
+            "values": [{"value": "p@x.kz", "enum_id": amo.EMAIL_ENUMS["WORK"], "enum_code": "WORK"}],
+        },
+    ]
+    assert api.get(f"/api/v4/contacts/{created[1]['id']}").json()["custom_fields_values"] is None
+    reset(control, amocrm_enum_read_key="enum")
+    contact = api.get("/api/v4/contacts", params={"limit": 1}).json()["_embedded"]["contacts"][0]
+    assert "enum" in contact["custom_fields_values"][0]["values"][0]
+
+
+def test_custom_field_validation_refuses_the_whole_batch(api: httpx.Client, control: httpx.Client) -> None:
+    before = len(dump(control, "contacts"))
+    enum_sent = api.post(
+        "/api/v4/contacts",
+        json=[
+            {"name": "ok"},
+            {
+                "name": "bad",
+                "custom_fields_values": [{"field_code": "PHONE", "values": [{"value": "1", "enum": "WORK"}]}],
+            },
+        ],
+    )
+    assert errors_of(enum_sent) == [
+        {
+            "request_id": "1",
+            "errors": [
+                {
+                    "code": "FieldNotExpected",
+                    "path": "custom_fields_values.0.values.0.enum",
+                    "detail": "This field was not expected.",
+                }
+            ],
+        }
+    ]
+    assert len(dump(control, "contacts")) == before
+    unknown = errors_of(
+        api.post(
+            "/api/v4/contacts",
+            json=[{"request_id": "x", "custom_fields_values": [{"field_id": 1, "values": [{"value": "a"}]}]}],
+        )
+    )
+    assert unknown == [
+        {
+            "request_id": "x",
+            "errors": [
+                {
+                    "code": "NotSupportedChoice",
+                    "path": "custom_fields_values.0.field_id",
+                    "detail": "The value you selected is not a valid choice.",
+                }
+            ],
+        }
+    ]
+    lead_cases = [
+        ({"field_id": amo.AMO_LEAD_FIELD_DIRECTION, "values": [{"value": "ЕГЭ!"}]}, "values.0.value"),
+        ({"field_id": amo.AMO_LEAD_FIELD_DIRECTION, "values": [{"enum_id": 1}]}, "values.0.enum_id"),
+        ({"field_id": amo.AMO_LEAD_FIELD_TOTAL_PAID, "values": [{"value": "много"}]}, "values.0.value"),
+        ({"field_id": amo.AMO_LEAD_ORDER_DATE_FIELD_ID, "values": [{"value": "вчера"}]}, "values.0.value"),
+        ({"field_id": amo.AMO_CONTACT_FIELD_TG_ID, "values": [{"value": "1"}]}, "field_id"),  # a contact field
+        (
+            {
+                "field_id": amo.AMO_LEAD_FIELD_DIRECTION,
+                "values": [{"enum_id": amo.AMO_DIRECTION_EGE}, {"enum_id": amo.AMO_DIRECTION_OGE}],
+            },
+            "values",
+        ),  # a select takes one value
+    ]
+    for entry, path in lead_cases:
+        failed = errors_of(api.post("/api/v4/leads", json=[{"custom_fields_values": [entry]}]))
+        assert failed[0]["errors"][0]["path"] == f"custom_fields_values.0.{path}", entry
+
+
+def test_patch_replaces_a_fields_values_and_null_clears(api: httpx.Client) -> None:
+    [cid] = add_contacts(
+        api,
+        [
+            {
+                "name": "Два телефона",
+                "custom_fields_values": [
+                    {
+                        "field_code": "PHONE",
+                        "values": [{"value": "+77010000001"}, {"value": "+77010000002", "enum_code": "WORK"}],
+                    },
+                    {"field_id": amo.AMO_CONTACT_FIELD_TG_ID, "values": [{"value": "42"}]},
+                ],
+            }
+        ],
+    )
+    response = api.patch("/api/v4/contacts", json=[{"id": cid, "custom_fields_values": [phone("+77010000003")]}])
+    assert response.status_code == 200 and response.json()["_embedded"]["contacts"][0]["id"] == cid
+    fields = {
+        f["field_code"] or f["field_id"]: f for f in api.get(f"/api/v4/contacts/{cid}").json()["custom_fields_values"]
+    }
+    assert [v["value"] for v in fields["PHONE"]["values"]] == ["+77010000003"]
+    assert fields[amo.AMO_CONTACT_FIELD_TG_ID]["values"] == [{"value": "42"}]  # untouched
+    single = api.patch(
+        f"/api/v4/contacts/{cid}",
+        json={
+            "custom_fields_values": [
+                {"field_code": "PHONE", "values": None},
+                {"field_id": amo.AMO_CONTACT_FIELD_TG_ID, "values": None},
+            ]
+        },
+    )
+    assert single.status_code == 200 and single.json()["id"] == cid
+    assert api.get(f"/api/v4/contacts/{cid}").json()["custom_fields_values"] is None
+    assert errors_of(api.patch("/api/v4/contacts", json=[{"id": 1, "name": "x"}]))[0]["errors"][0]["path"] == "id"
+
+
+# ------------------------------------------------------------------------------ leads
+def test_leads_filters_order_and_with_contacts(api: httpx.Client) -> None:
+    [cid] = add_contacts(api, [{"name": "Лид-контакт"}])
+    site, yandex, kaspi = add_leads(
+        api,
+        [
+            {
+                "name": "Сайт",
+                "price": 100,
+                "pipeline_id": amo.AMO_PIPELINE_SITE,
+                "status_id": 63242010,
+                "updated_at": 1_700_000_000,
+                "_embedded": {"contacts": [{"id": cid}]},
+            },
+            {
+                "name": "Яндекс",
+                "pipeline_id": amo.AMO_PIPELINE_YANDEX,
+                "status_id": amo.AMO_STATUS_AUTOPAY_YANDEX,
+                "updated_at": 1_700_000_100,
+            },
+            {
+                "name": "Kaspi",
+                "pipeline_id": amo.AMO_PIPELINE_ID,
+                "status_id": amo.AMO_STATUS_ID,
+                "responsible_user_id": amo.AMO_RESPONSIBLE_USER_ID,
+                "updated_at": 1_700_000_200,
+                "_embedded": {"tags": [{"name": "kaspi"}]},
+            },
+        ],
+    )
+    mine = {"filter[id][]": [site, yandex, kaspi]}
+
+    def ids(params: dict[str, Any]) -> list[int]:
+        response = api.get("/api/v4/leads", params={**mine, **params})
+        return [] if response.status_code == 204 else [lead["id"] for lead in response.json()["_embedded"]["leads"]]
+
+    assert ids({}) == [site, yandex, kaspi]
+    assert ids({"order[updated_at]": "desc"}) == [kaspi, yandex, site]
+    assert ids({"filter[pipeline_id][]": [amo.AMO_PIPELINE_SITE, amo.AMO_PIPELINE_ID]}) == [site, kaspi]
+    assert ids(
+        {
+            "filter[statuses][0][pipeline_id]": amo.AMO_PIPELINE_YANDEX,
+            "filter[statuses][0][status_id]": amo.AMO_STATUS_AUTOPAY_YANDEX,
+        }
+    ) == [yandex]
+    assert ids({"filter[updated_at][from]": 1_700_000_050, "filter[updated_at][to]": 1_700_000_150}) == [yandex]
+    lead = api.get(f"/api/v4/leads/{site}", params={"with": "contacts"}).json()
+    assert lead["_embedded"]["contacts"][0]["id"] == cid and lead["_embedded"]["contacts"][0]["is_main"] is True
+    assert "contacts" not in api.get(f"/api/v4/leads/{site}").json()["_embedded"]
+    assert api.get(f"/api/v4/leads/{kaspi}").json()["_embedded"]["tags"][0]["name"] == "kaspi"
+    assert lead["is_deleted"] is False and lead["closed_at"] is None and lead["price"] == 100
+    contact = api.get(f"/api/v4/contacts/{cid}", params={"with": "leads"}).json()
+    assert [x["id"] for x in contact["_embedded"]["leads"]] == [site]
+
+
+def test_lead_status_rules(api: httpx.Client) -> None:
+    [lead] = add_leads(api, [{"pipeline_id": amo.AMO_PIPELINE_SITE}])
+    assert api.get(f"/api/v4/leads/{lead}").json()["status_id"] == 63242010  # the first stage after unsorted
+    cases = [
+        ([{"pipeline_id": amo.AMO_PIPELINE_SITE, "status_id": amo.AMO_STATUS_ID}], "status_id"),  # other pipeline
+        ([{"pipeline_id": amo.AMO_PIPELINE_SITE, "status_id": 63242000}], "status_id"),  # unsorted
+        ([{"pipeline_id": 123, "status_id": 142}], "pipeline_id"),
+        ([{"price": "100"}], "price"),
+        ([{"name": 7}], "name"),
+        ([{"responsible_user_id": 999}], "responsible_user_id"),
+        ([{"name": "x", "title": "unknown top-level key"}], "title"),
+    ]
+    for body, path in cases:
+        assert errors_of(api.post("/api/v4/leads", json=body))[0]["errors"][0]["path"] == path, body
+    closing = errors_of(api.patch(f"/api/v4/leads/{lead}", json={"status_id": 142}))
+    assert closing[0]["errors"][0]["path"] == "pipeline_id"
+    relink = errors_of(api.patch(f"/api/v4/leads/{lead}", json={"_embedded": {"contacts": [{"id": 1}]}}))
+    assert relink[0]["errors"][0] == {
+        "code": "FieldNotExpected",
+        "path": "_embedded.contacts",
+        "detail": "This field was not expected.",
+    }
+    assert api.post("/api/v4/leads", json=[{"name": str(i)} for i in range(251)]).status_code == 400
+    done = api.patch("/api/v4/leads", json=[{"id": lead, "pipeline_id": amo.AMO_PIPELINE_SITE, "status_id": 142}])
+    assert done.status_code == 200
+    closed = api.get(f"/api/v4/leads/{lead}").json()
+    assert closed["status_id"] == 142 and closed["closed_at"] is not None
+    moved = api.patch(f"/api/v4/leads/{lead}", json={"pipeline_id": amo.AMO_PIPELINE_ID, "status_id": 70000012})
+    assert moved.status_code == 200
+    reopened = api.get(f"/api/v4/leads/{lead}").json()
+    assert (reopened["pipeline_id"], reopened["status_id"], reopened["closed_at"]) == (
+        amo.AMO_PIPELINE_ID,
+        70000012,
+        None,
+    )
+
+
+def test_plain_post_duplicates_complex_answers_a_bare_array(api: httpx.Client, control: httpx.Client) -> None:
+    assert len(set(add_leads(api, [{"name": "Дубль"}, {"name": "Дубль"}]))) == 2
+    complex_ = api.post(
+        "/api/v4/leads/complex",
+        json=[
+            {
+                "name": "Комплекс",
+                "price": 10,
+                "request_id": "qweasd",
+                "pipeline_id": amo.AMO_PIPELINE_ID,
+                "_embedded": {
+                    "contacts": [{"first_name": "Евгений", "custom_fields_values": [phone("+77770001122")]}],
+                    "companies": [{"name": "ТОО Ромашка"}],
+                },
+            },
+            {"name": "Без контакта"},
+        ],
+    )
+    assert complex_.status_code == 200
+    body = complex_.json()
+    assert isinstance(body, list) and [r["request_id"] for r in body] == [["qweasd"], ["1"]]
+    assert body[0]["merged"] is False and body[0]["company_id"] and body[1]["contact_id"] is None
+    lead = api.get(f"/api/v4/leads/{body[0]['id']}", params={"with": "contacts"}).json()
+    assert lead["_embedded"]["contacts"][0]["id"] == body[0]["contact_id"]
+    assert (
+        api.get("/api/v4/contacts", params={"query": "+77770001122"}).json()["_embedded"]["contacts"][0]["id"]
+        == (body[0]["contact_id"])
+    )
+    leads_before = len(dump(control, "leads"))
+    too_many = api.post("/api/v4/leads/complex", json=[{"name": f"L{i}"} for i in range(51)])
+    assert too_many.status_code == 400 and len(dump(control, "leads")) == leads_before
+    two_contacts = api.post("/api/v4/leads/complex", json=[{"_embedded": {"contacts": [{"name": "a"}, {"name": "b"}]}}])
+    assert errors_of(two_contacts)[0]["errors"][0]["path"] == "_embedded.contacts"
+    existing = api.post("/api/v4/leads/complex", json=[{"_embedded": {"contacts": [{"id": 1}]}}])
+    assert errors_of(existing)[0]["errors"][0]["code"] == "FieldNotExpected"
+
+
+def test_lead_query_and_filter_query_are_configurable(api: httpx.Client, control: httpx.Client) -> None:
+    [cid] = add_contacts(api, [{"name": "Поиск", "custom_fields_values": [phone("+79990001234")]}])
+    [lead] = add_leads(api, [{"name": "Заявка", "_embedded": {"contacts": [{"id": cid}]}}])
+    assert api.get("/api/v4/leads", params={"query": "+79990001234"}).status_code == 204  # leads have no phone
+    everything = api.get("/api/v4/leads", params={"filter[query]": "+79990001234", "limit": 250}).json()
+    assert len(everything["_embedded"]["leads"]) > 1  # an unknown filter is ignored
+    reset(control, amocrm_lead_query_includes_contacts=True, amocrm_filter_query=True)
+    [cid] = add_contacts(api, [{"name": "Поиск", "custom_fields_values": [phone("+79990001234")]}])
+    [lead] = add_leads(api, [{"name": "Заявка", "_embedded": {"contacts": [{"id": cid}]}}])
+    for params in ({"query": "+79990001234"}, {"filter[query]": "+79990001234"}):
+        assert [x["id"] for x in api.get("/api/v4/leads", params=params).json()["_embedded"]["leads"]] == [lead]
+
+
+# ------------------------------------------------------------------------ notes, links, catalogs
+def test_notes_per_lead_and_bulk(api: httpx.Client, control: httpx.Client) -> None:
+    first, second = add_leads(api, [{"name": "N1"}, {"name": "N2"}])
+    one = api.post(f"/api/v4/leads/{first}/notes", json=[{"note_type": "common", "params": {"text": "Оплата"}}])
+    assert one.status_code == 200 and one.json()["_embedded"]["notes"][0]["entity_id"] == first
+    bulk = api.post(
+        "/api/v4/leads/notes",
+        json=[
+            {"entity_id": first, "note_type": "common", "params": {"text": "a"}, "request_id": "r1"},
+            {"entity_id": second, "note_type": "common", "params": {"text": "b"}},
+        ],
+    )
+    assert [n["request_id"] for n in bulk.json()["_embedded"]["notes"]] == ["r1", "1"]
+    listed = api.get(f"/api/v4/leads/{first}/notes").json()["_embedded"]["notes"]
+    assert [(n["note_type"], n["params"]["text"]) for n in listed] == [("common", "Оплата"), ("common", "a")]
+    assert api.get(f"/api/v4/leads/{second}/notes", params={"filter[note_type]": "call_in"}).status_code == 204
+    notes_before = len(dump(control, "notes"))
+    for response in (
+        api.post("/api/v4/leads/1/notes", json=[{"note_type": "common", "params": {"text": "x"}}]),
+        api.post(
+            "/api/v4/leads/notes",
+            json=[
+                {"entity_id": first, "note_type": "common", "params": {"text": "ok"}},
+                {"entity_id": 1, "note_type": "common", "params": {"text": "x"}},
+            ],
+        ),
+        api.post(f"/api/v4/leads/{first}/notes", json=[{"note_type": "common", "params": {}}]),
+        api.post(f"/api/v4/leads/{first}/notes", json=[{"note_type": "scribble", "params": {}}]),
+    ):
+        assert response.status_code == 400
+    assert len(dump(control, "notes")) == notes_before == 3
+
+
+def test_links_to_catalog_elements_and_contacts(api: httpx.Client, control: httpx.Client) -> None:
+    [lead] = add_leads(api, [{"name": "Товары"}])
+    [cid] = add_contacts(api, [{"name": "Связь"}])
+    element = api.get(f"/api/v4/catalogs/{amo.AMO_CATALOG_ID}/elements", params={"limit": 1}).json()
+    eid = element["_embedded"]["elements"][0]["id"]
+    linked = api.post(
+        f"/api/v4/leads/{lead}/link",
+        json=[
+            {
+                "to_entity_id": eid,
+                "to_entity_type": "catalog_elements",
+                "metadata": {"quantity": 2, "catalog_id": amo.AMO_CATALOG_ID},
+            },
+            {"to_entity_id": cid, "to_entity_type": "contacts", "metadata": {"is_main": True}},
+        ],
+    )
+    assert linked.status_code == 200
+    assert [x["metadata"] for x in linked.json()["_embedded"]["links"]] == [
+        {"quantity": 2, "catalog_id": amo.AMO_CATALOG_ID},
+        {"main_contact": True},
+    ]
+    listed = api.get(f"/api/v4/leads/{lead}/links").json()
+    assert listed["_total_items"] == 2 and listed["_embedded"]["links"][0] == {
+        "to_entity_id": eid,
+        "to_entity_type": "catalog_elements",
+        "metadata": {"quantity": 2, "catalog_id": amo.AMO_CATALOG_ID},
+    }
+    with_contacts = api.get(f"/api/v4/leads/{lead}", params={"with": "contacts,catalog_elements"}).json()["_embedded"]
+    assert [c["id"] for c in with_contacts["contacts"]] == [cid] and with_contacts["catalog_elements"][0]["id"] == eid
+    bad = api.post(
+        "/api/v4/leads/link",
+        json=[
+            {
+                "entity_id": lead,
+                "to_entity_id": 1,
+                "to_entity_type": "catalog_elements",
+                "metadata": {"quantity": 1, "catalog_id": amo.AMO_CATALOG_ID},
+            }
+        ],
+    )
+    assert errors_of(bad)[0]["errors"][0]["path"] == "to_entity_id"
+    unlinked = api.post(
+        "/api/v4/leads/unlink", json=[{"entity_id": lead, "to_entity_id": cid, "to_entity_type": "contacts"}]
+    )
+    assert unlinked.status_code == 204 and unlinked.content == b""
+    assert "contacts" not in {
+        x["to_entity_type"] for x in api.get(f"/api/v4/leads/{lead}/links").json()["_embedded"]["links"]
+    }
+    assert any(x["entity_id"] == lead for x in dump(control, "links"))
+
+
+def test_catalog_elements_crud_and_search(api: httpx.Client) -> None:
+    path = f"/api/v4/catalogs/{amo.AMO_CATALOG_ID}/elements"
+    created = api.post(
+        path,
+        json=[
+            {
+                "name": "Утюг Tefal FV",
+                "custom_fields_values": [
+                    {"field_id": amo.AMO_CATALOG_SKU_FIELD_ID, "values": [{"value": "KZ-777"}]},
+                    {"field_id": amo.AMO_CATALOG_PRICE_FIELD_ID, "values": [{"value": 25990}]},
+                ],
+            }
+        ],
+    )
+    assert created.status_code == 200
+    element = created.json()["_embedded"]["elements"][0]
+    assert element["request_id"] == 0 and element["catalog_id"] == amo.AMO_CATALOG_ID
+    assert {f["field_code"]: f["values"][0]["value"] for f in element["custom_fields_values"]} == {
+        "SKU": "KZ-777",
+        "PRICE": "25990",
+    }
+    found = api.get(path, params={"query": "KZ-777"}).json()["_embedded"]["elements"]
+    assert [e["id"] for e in found] == [element["id"]]
+    assert api.get(path, params={"filter[id][]": element["id"]}).json()["_embedded"]["elements"][0]["name"] == (
+        "Утюг Tefal FV"
+    )
+    patched = api.patch(path, json=[{"id": element["id"], "name": "Утюг Tefal FV2"}])
+    assert patched.status_code == 200 and api.get(f"{path}/{element['id']}").json()["name"] == "Утюг Tefal FV2"
+    assert errors_of(api.post(path, json=[{"custom_fields_values": []}]))[0]["errors"][0]["path"] == "name"
+    assert api.get("/api/v4/catalogs/999/elements").status_code == 404
+
+
+def test_webhook_subscriptions(api: httpx.Client) -> None:
+    assert api.get("/api/v4/webhooks").status_code == 204
+    hook = api.post("/api/v4/webhooks", json={"destination": "https://example.test/hook", "settings": ["status_lead"]})
+    assert hook.status_code == 200 and hook.json()["settings"] == ["status_lead"] and hook.json()["disabled"] is False
+    listed = api.get("/api/v4/webhooks").json()
+    assert (
+        listed["_total_items"] == 1 and listed["_embedded"]["webhooks"][0]["destination"] == "https://example.test/hook"
+    )
+    assert api.post("/api/v4/webhooks", json={"destination": "https://x.test", "settings": ["fly"]}).status_code == 400
+    assert (
+        api.request("DELETE", "/api/v4/webhooks", json={"destination": "https://example.test/hook"}).status_code == 204
+    )
+    assert api.get("/api/v4/webhooks").status_code == 204
+
+
+# ------------------------------------------------------------------------------ faults and stats
+def test_faults_stats_and_commit_then_drop(api: httpx.Client, control: httpx.Client) -> None:
+    assert (
+        control.post("/_sandbox/faults", json={"amocrm": {"error_burst": {"count": 1, "status": 502}}}).json()[
+            "amocrm"
+        ]["error_burst"]["count"]
+        == 1
+    )
+    failed = api.get("/api/v4/leads")
+    assert failed.status_code == 502 and failed.headers["content-type"].startswith("text/html")
+    control.post("/_sandbox/faults", json={"amocrm": {"commit_then_drop": {"count": 1, "methods": ["POST leads"]}}})
+    before = len(dump(control, "leads"))
+    with pytest.raises(httpx.TransportError):
+        api.post("/api/v4/leads", json=[{"name": "dropped"}])
+    assert len(dump(control, "leads")) == before + 1
+    stats = control.get("/_sandbox/stats").json()["amocrm"]
+    assert stats["by_method"] == {"GET leads": 1, "POST leads": 1}
+    assert set(stats["entities"]) == {"contacts", "leads", "catalog_elements", "notes", "links"}
+    assert control.post("/_sandbox/faults", json={"amocrm": {"surprise": 1}}).status_code == 400
+
+
+def test_bulk_volumes_are_fast(api: httpx.Client) -> None:
+    started = time.perf_counter()
+    ids: list[int] = []
+    for batch in range(8):
+        ids += add_leads(
+            api,
+            [
+                {
+                    "name": f"Bulk {batch}-{i}",
+                    "price": i,
+                    "custom_fields_values": [
+                        {"field_id": amo.AMO_LEAD_ORDER_CODE_FIELD_ID, "values": [{"value": f"{batch}-{i}"}]}
+                    ],
+                }
+                for i in range(250)
+            ],
+        )
+    seen = 0
+    page = 1
+    while True:
+        response = api.get("/api/v4/leads", params={"limit": 250, "page": page, "with": "contacts"})
+        if response.status_code == 204:
+            break
+        seen += len(response.json()["_embedded"]["leads"])
+        page += 1
+    assert len(ids) == 2000 and seen >= 2000
+    found = api.get("/api/v4/leads", params={"query": "7-249"}).json()["_embedded"]["leads"]
+    assert [lead["id"] for lead in found] == [ids[-1]]
+    assert time.perf_counter() - started < 8
