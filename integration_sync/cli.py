@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 # Variables whose presence means "real accounts are configured"; without any, `up` uses the sandbox.
-CREDENTIAL_VARS = ("ABCP_BASE_URL", "ABCP_USERPSW", "B24_WEBHOOK_URL")
+CREDENTIAL_VARS = ("ABCP_BASE_URL", "ABCP_USERPSW", "B24_WEBHOOK_URL", "KASPI_TOKEN", "AMO_BASE_URL")
 
 
 def _load_dotenv(path: Path) -> None:

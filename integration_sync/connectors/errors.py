@@ -96,3 +96,36 @@ class AmbiguousWriteError(IntegrationError):
         super().__init__(service, message)
         self.method = method
         self.url = url
+
+
+class BatchItemsError(ApiError):
+    """The service refused a batch because of some of its items (amoCRM's 400 ``validation-errors``).
+
+    ``item_errors`` maps each failing item's request id to its problems (``"path: detail (code)"``).
+    The refused request applied nothing, so the other items of it can be sent again without the
+    failing ones. A connector helper that splits a long list into several requests fills
+    ``positions`` (request id → index of the item in the list it was given) and ``done`` (the results
+    of the earlier requests, which WERE applied: items ``[0, len(done))``).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request: str = "",
+        item_errors: dict[str, list[str]] | None = None,
+        positions: dict[str, int] | None = None,
+        done: list[object] | None = None,
+    ) -> None:
+        super().__init__(service, message, status=status, code=code, request=request)
+        self.item_errors: dict[str, list[str]] = dict(item_errors or {})
+        self.positions: dict[str, int] = dict(positions or {})
+        self.done: list[object] = list(done or [])
+
+    @property
+    def failed_positions(self) -> list[int]:
+        """Indexes (in the list given to the helper) of the items that were refused."""
+        return sorted(self.positions[key] for key in self.item_errors if key in self.positions)

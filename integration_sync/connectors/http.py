@@ -9,7 +9,11 @@ with a tenacity retry loop:
 - THROTTLED answers (per the connector's ``classify``): retried for every request (a throttled
   request was not applied) with exponential backoff and jitter, honouring ``Retry-After`` and
   penalizing the shared rate limiter; ``RateLimitedError`` once the attempts are used up;
-- BLOCKED: ``BlockedError`` at once; 401/403: ``AuthError``; other 4xx: ``ApiError``;
+- BLOCKED: ``BlockedError`` at once, and the client's ``BlockFlag`` (if any) is tripped so that
+  no process sharing it sends anything until it is cleared or lapses;
+- 401/403: ``AuthError`` — except that a 401 with an ``AuthHook`` asks the hook to renew the
+  credentials (e.g. refresh an OAuth token) and the request is sent ONCE more;
+- other 4xx: ``ApiError`` (``BatchItemsError`` when the connector's parser found per-item errors);
 - other 5xx: retried when idempotent, else ``AmbiguousWriteError``.
 
 Every message and log line is redacted; our errors are raised outside ``except`` blocks so no
@@ -31,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,13 +45,14 @@ from integration_sync.connectors.errors import (
     AmbiguousWriteError,
     ApiError,
     AuthError,
+    BatchItemsError,
     BlockedError,
     ConfigError,
     IntegrationError,
     RateLimitedError,
     TransientError,
 )
-from integration_sync.connectors.ratelimit import RateLimiter
+from integration_sync.connectors.ratelimit import BlockFlag, RateLimiter
 from integration_sync.connectors.redaction import (
     install_http_log_redaction,
     redact,
@@ -85,11 +90,13 @@ def default_classify(response: httpx.Response) -> ResponseKind:
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    """An error answer reduced to a code and a message; ``auth`` marks credential errors."""
+    """An error answer reduced to a code and a message; ``auth`` marks credential errors;
+    ``item_errors`` (request id → problems) marks a batch refused because of some of its items."""
 
     code: str | None
     message: str
     auth: bool = False
+    item_errors: Mapping[str, Sequence[str]] | None = None
 
 
 _TAG_RE = re.compile(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
@@ -165,6 +172,19 @@ def default_retry_after(response: httpx.Response) -> float | None:
     return parse_retry_after(response.headers.get("Retry-After"))
 
 
+class AuthHook(Protocol):
+    """Credentials that can change while a client runs (OAuth access tokens)."""
+
+    def auth_headers(self) -> Mapping[str, str]:
+        """Headers for the next attempt (the hook may renew credentials ahead of expiry here)."""
+        ...
+
+    def on_unauthorized(self, sent_headers: Mapping[str, str]) -> bool:
+        """A request sent with ``sent_headers`` got 401: renew the credentials (or pick up ones
+        another process renewed). True: send the request once more; False: give up (AuthError)."""
+        ...
+
+
 @dataclass(frozen=True)
 class HttpPolicy:
     """Timeouts and retry budget of one connector."""
@@ -191,6 +211,8 @@ class ApiStats:
         self.connect_failures = 0
         self.ambiguous = 0
         self.errors = 0
+        self.auth_renewals = 0
+        self.blocked = 0
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -212,6 +234,8 @@ class ApiStats:
                 "connect_failures": self.connect_failures,
                 "ambiguous": self.ambiguous,
                 "errors": self.errors,
+                "auth_renewals": self.auth_renewals,
+                "blocked": self.blocked,
             }
 
 
@@ -236,6 +260,15 @@ class _Retry(Exception):
         self.status = status
         self.code = code
         self.retry_after = retry_after
+
+
+class _Unauthorized(Exception):
+    """Internal: a 401 that the client's AuthHook may cure (carries the AuthError to raise if not)."""
+
+    def __init__(self, error: AuthError, sent_headers: Mapping[str, str]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.sent_headers = sent_headers
 
 
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
@@ -287,10 +320,14 @@ class ApiClient:
         parse_error: Callable[[httpx.Response], ErrorInfo] | None = None,
         retry_after: Callable[[httpx.Response], float | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        auth: AuthHook | None = None,
+        block: BlockFlag | None = None,
     ) -> None:
         self.service = service
         self.policy = policy or HttpPolicy()
         self.limiter = limiter
+        self.auth = auth
+        self.block = block
         self.secrets: tuple[str, ...] = tuple(s for s in secrets if s)
         register_secrets(*self.secrets)
         install_http_log_redaction(extra_loggers=(logger.name,))
@@ -314,6 +351,13 @@ class ApiClient:
         raise ConfigError(service, f"invalid base URL {self.safe_url(base_url)}")
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def add_secrets(self, *secrets: str) -> None:
+        """Redact these too from now on (e.g. a freshly issued token)."""
+        fresh = tuple(s for s in secrets if s and s not in self.secrets)
+        if fresh:
+            self.secrets = self.secrets + fresh
+            register_secrets(*fresh)
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -386,10 +430,24 @@ class ApiClient:
             reraise=True,
         )
         final: _Retry | None = None
-        try:
-            return retrying(self._attempt, request, where, label, idempotent)
-        except _Retry as exc:
-            final = exc
+        unauthorized: _Unauthorized | None = None
+        renewed = False
+        while final is None:
+            try:
+                return retrying(self._attempt, request, where, label, idempotent)
+            except _Retry as exc:
+                final = exc
+            except _Unauthorized as exc:
+                unauthorized = exc
+            if unauthorized is not None:
+                # outside the except block: a renewal error must not chain the 401
+                if renewed or self.auth is None or not self.auth.on_unauthorized(unauthorized.sent_headers):
+                    self.stats.add(errors=1)
+                    raise unauthorized.error
+                renewed = True
+                unauthorized = None
+                self.stats.add(auth_renewals=1)
+                logger.info("%s %s: 401, credentials renewed; sending once more", self.service, where)
         self.stats.add(errors=1)
         attempts = self.policy.max_attempts
         if final.kind == "throttled":
@@ -409,9 +467,26 @@ class ApiClient:
             request=where,
         )
 
+    def _check_block(self, where: str) -> None:
+        info = self.block.active() if self.block is not None else None
+        if info is None:
+            return
+        self.stats.add(blocked=1, errors=1)
+        where_file = f"; clear it by deleting {self.block.path}" if self.block and self.block.path else ""
+        raise BlockedError(
+            self.service,
+            f"not sent: calls are suspended, {self.redact(info.describe())}{where_file}",
+            status=info.status,
+            request=where,
+        )
+
     def _attempt(self, request: httpx.Request, where: str, label: str, idempotent: bool) -> httpx.Response:
+        self._check_block(where)
+        if self.auth is not None:
+            request.headers.update(self.auth.auth_headers())
         if self.limiter is not None:
             self.limiter.acquire()
+            self._check_block(where)  # tripped by another caller while we waited
         failure: Literal["connect", "after_send", "other"] | None = None
         detail = ""
         response: httpx.Response | None = None
@@ -483,11 +558,26 @@ class ApiClient:
                 method=method,
                 url=self.safe_url(response.request.url),
             )
-        self.stats.add(errors=1)
         if kind is ResponseKind.BLOCKED:
+            self.stats.add(errors=1, blocked=1)
+            if self.block is not None:
+                self.block.trip(f"HTTP {status} {message}"[:300], status=status)
             raise BlockedError(self.service, message, status=status, code=code, request=where)
         if kind is ResponseKind.AUTH or info.auth or status in (401, 403):
-            raise AuthError(self.service, message, status=status, code=code, request=where)
+            error = AuthError(self.service, message, status=status, code=code, request=where)
+            if status == 401 and self.auth is not None:
+                raise _Unauthorized(error, dict(response.request.headers))
+            self.stats.add(errors=1)
+            raise error
+        self.stats.add(errors=1)
+        if info.item_errors:
+            item_errors = {
+                self.redact(str(key)): [self.redact(str(problem)) for problem in problems]
+                for key, problems in info.item_errors.items()
+            }
+            raise BatchItemsError(
+                self.service, message, status=status, code=code, request=where, item_errors=item_errors
+            )
         raise ApiError(self.service, message, status=status, code=code, request=where)
 
     def _describe(self, exc: BaseException) -> str:
@@ -543,6 +633,7 @@ class ApiClient:
 __all__ = [
     "ApiClient",
     "ApiStats",
+    "AuthHook",
     "ErrorInfo",
     "HttpPolicy",
     "IntegrationError",

@@ -8,6 +8,10 @@ penalty ends and empties the bucket, after a throttle answer from the service.
 With ``state_path`` the state (tokens, last refill time, blocked-until) lives in a small JSON file
 guarded by an exclusive ``filelock`` lock held only for the read-modify-write, never while sleeping.
 Wall-clock time (``time.time``) is used because it is shared between processes.
+
+``BlockFlag`` is the "stop everything" switch of one service (amoCRM's 403 block page): tripped by
+one process, it stops every process sharing its file until an operator clears it or a cool-down
+passes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -143,3 +149,108 @@ class RateLimiter:
     def available(self) -> float:
         """Tokens currently in the bucket (negative when callers are queued)."""
         return self._update(lambda state, now: state.tokens)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """An active block: when it was recorded, when it lapses (epoch seconds), and why."""
+
+    since: float
+    until: float
+    reason: str
+    status: int | None = None
+
+    def describe(self) -> str:
+        def iso(ts: float) -> str:
+            return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+        return f"blocked since {iso(self.since)} until {iso(self.until)} ({self.reason})"
+
+
+class BlockFlag:
+    """A "stop calling this service" flag shared by every process through a small JSON file.
+
+    ``trip()`` records the block with a timestamp; ``active()`` tells whether it still holds (it
+    lapses after ``cooldown_s``, so one probe request goes out per cool-down at most); ``clear()``
+    is the operator's switch (deleting the file does the same). Without ``state_path`` the flag
+    lives in this process only.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        state_path: str | Path | None = None,
+        cooldown_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if cooldown_s <= 0:
+            raise ValueError("cooldown_s must be positive")
+        self.name = name
+        self.cooldown_s = float(cooldown_s)
+        self.path = Path(state_path) if state_path is not None else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._file_lock = FileLock(str(self.path) + ".lock") if self.path is not None else None
+        self._memory: BlockInfo | None = None
+
+    def _read(self) -> BlockInfo | None:
+        if self.path is None:
+            return self._memory
+        try:
+            raw: Any = json.loads(self.path.read_text(encoding="utf-8"))
+            return BlockInfo(
+                since=float(raw["since"]),
+                until=float(raw["until"]),
+                reason=str(raw.get("reason", "")),
+                status=int(raw["status"]) if raw.get("status") is not None else None,
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            # a damaged file still means someone recorded a block: honour it for one cool-down
+            # from the file's modification time (an operator clears it by deleting the file)
+            try:
+                since = self.path.stat().st_mtime
+            except OSError:
+                return None
+            return BlockInfo(since=since, until=since + self.cooldown_s, reason="unreadable block file")
+
+    def active(self) -> BlockInfo | None:
+        """The current block, or None when there is none or it has lapsed."""
+        info = self._read()
+        if info is None or info.until <= self._clock():
+            return None
+        return info
+
+    def trip(self, reason: str, *, status: int | None = None, cooldown_s: float | None = None) -> BlockInfo:
+        """Record a block from now for ``cooldown_s`` (default: the flag's cool-down)."""
+        now = self._clock()
+        info = BlockInfo(since=now, until=now + (cooldown_s or self.cooldown_s), reason=reason[:500], status=status)
+        with self._lock:
+            if self.path is None or self._file_lock is None:
+                self._memory = info
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                record = {**asdict(info), "since_iso": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
+                with self._file_lock:
+                    tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                    tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+                    os.replace(tmp, self.path)
+        logger.error("%s: calls suspended: %s", self.name, info.describe())
+        return info
+
+    def clear(self) -> bool:
+        """Lift the block (operator action). True when there was a record to remove."""
+        with self._lock:
+            if self.path is None or self._file_lock is None:
+                had = self._memory is not None
+                self._memory = None
+                return had
+            with self._file_lock:
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    return False
+        logger.warning("%s: block cleared", self.name)
+        return True

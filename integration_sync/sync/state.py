@@ -3,12 +3,16 @@
 Shaped like Census's sync state and writeback tables: `sync_state` holds one row per source record
 and destination (status, hash and payload last pushed, the attempt in flight, retry count),
 `id_map` maps a source key to the id of each target entity it produced, and `sync_log` keeps one
-row per record per run with the operation and its outcome.
+row per record per run with the operation and its outcome. `id_map` also holds a flow's lookup
+indexes (e.g. phone → contact, product code → catalog element) under their own entity names, and
+`flow_state` small per-flow values such as watermarks.
 """
 
 from __future__ import annotations
 
-from integration_sync.sync.warehouse import Migration
+from datetime import UTC, datetime
+
+from integration_sync.sync.warehouse import Migration, Warehouse
 
 ENGINE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -70,4 +74,52 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0003_flow_state",
+        """
+        CREATE TABLE flow_state (
+            flow VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            value VARCHAR,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 )
+
+
+def read_lookup(warehouse: Warehouse, flow: str, entity: str) -> dict[str, str]:
+    """A flow's lookup index (source key → target id) kept in id_map under `entity`."""
+    with warehouse.connect() as conn:
+        rows = conn.execute(
+            "SELECT source_key, target_id FROM id_map WHERE flow = ? AND entity = ?", [flow, entity]
+        ).fetchall()
+    return {str(k): str(v) for k, v in rows}
+
+
+def write_lookup(warehouse: Warehouse, flow: str, entity: str, entries: dict[str, str]) -> None:
+    """Add or replace lookup entries (one short transaction)."""
+    if not entries:
+        return
+    now = datetime.now(UTC)
+    with warehouse.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO id_map (flow, entity, source_key, target_id, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (flow, entity, source_key) DO UPDATE SET target_id = excluded.target_id,"
+            " updated_at = excluded.updated_at",
+            [[flow, entity, key, value, now] for key, value in entries.items()],
+        )
+
+
+def read_state(warehouse: Warehouse, flow: str, key: str) -> str | None:
+    with warehouse.connect() as conn:
+        row = conn.execute(
+            "SELECT value FROM flow_state WHERE flow = ? AND key = ? ORDER BY updated_at DESC LIMIT 1", [flow, key]
+        ).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
+def write_state(warehouse: Warehouse, flow: str, key: str, value: str) -> None:
+    with warehouse.transaction() as conn:
+        conn.execute("DELETE FROM flow_state WHERE flow = ? AND key = ?", [flow, key])
+        conn.execute("INSERT INTO flow_state VALUES (?, ?, ?, ?)", [flow, key, value, datetime.now(UTC)])

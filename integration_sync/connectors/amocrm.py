@@ -1,0 +1,983 @@
+"""amoCRM (Kommo) API v4 client: contacts, leads, notes, catalog links, pipelines, custom fields.
+
+Every request goes through the shared HTTP policy with:
+
+- ``Authorization: Bearer`` from ``AmoAuth``; a 401 refreshes once (single-flight across processes)
+  and the request is sent once more, then ``AuthError``;
+- one rate budget for the whole integration: a ``RateLimiter`` (6.5 req/s, burst 1 by default)
+  whose state file (``rate_state_path``) is shared by every process, so flows pushing at once
+  together stay under amoCRM's 7 req/s;
+- 429 (an HTML page, no Retry-After): backoff, the shared limiter is penalized, then retried;
+- 403 with the HTML block page: ``BlockedError``, and a ``BlockFlag`` file next to the rate state
+  (``block_state_path``) stops every process until an operator clears it or ``block_cooldown_s``
+  passes;
+- 204 (empty list, no match, unknown id) → empty / None; HAL paging by ``_links.next``, ≤ 250 per
+  page; a 400 ``validation-errors`` answer → ``BatchItemsError`` with errors per request id.
+
+Returned entities are pydantic models tolerant of extra fields and ``custom_fields_values: null``;
+they also answer ``model["field"]`` / ``model.get("field")`` by wire name (``"_embedded"`` too).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from integration_sync.connectors.amocrm_auth import (
+    AmoAuth,
+    account_root,
+    classify_amocrm,
+    parse_amocrm_error,
+)
+from integration_sync.connectors.errors import ApiError, BatchItemsError
+from integration_sync.connectors.http import ApiClient, ApiStats, HttpPolicy
+from integration_sync.connectors.ratelimit import BlockFlag, BlockInfo, RateLimiter
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "amocrm"
+API_PREFIX = "api/v4/"
+MAX_PAGE_SIZE = 250
+BATCH_LIMIT = 50  # leads/complex is capped at 50; the SDK advises 50 for plain batches too
+DEFAULT_RATE_PER_S = 6.5  # amoCRM allows 7/s per integration: stay just under
+DEFAULT_BLOCK_COOLDOWN_S = 3600.0
+WON_STATUS_ID = 142
+LOST_STATUS_ID = 143
+
+DEFAULT_POLICY = HttpPolicy(
+    timeout=30.0,
+    connect_timeout=10.0,
+    max_attempts=5,
+    backoff_base=1.0,
+    backoff_max=30.0,
+    max_retry_after=120.0,
+)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def _none_to_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _to_str(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+def _to_str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    return [str(value)]
+
+
+OptStr = Annotated[str | None, BeforeValidator(_to_str)]
+
+
+@functools.cache
+def _wire_names(cls: type[BaseModel]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for name, info in cls.model_fields.items():
+        names[name] = name
+        if info.alias:
+            names[info.alias] = name
+    return names
+
+
+class AmoModel(BaseModel):
+    """Base of amoCRM entities: extra fields kept; read access by wire name like a dict."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = _wire_names(type(self)).get(key)
+        if name is not None:
+            return getattr(self, name)
+        return (self.model_extra or {}).get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        missing = object()
+        value = self.get(key, missing)
+        if value is missing:
+            raise KeyError(key)
+        return value
+
+
+class FieldValue(AmoModel):
+    """One value of a custom field (read form: ``value``, ``enum_id``, ``enum`` code)."""
+
+    value: Any = None
+    enum_id: int | None = None
+    enum_code: OptStr = None
+    enum: OptStr = None
+
+
+class CustomFieldValues(AmoModel):
+    field_id: int | None = None
+    field_code: OptStr = None
+    field_name: OptStr = None
+    field_type: OptStr = None
+    values: list[FieldValue] | None = None
+
+
+class EntityRef(AmoModel):
+    """A linked entity in ``_embedded`` (``is_main`` for a lead's contacts, ``metadata`` for items)."""
+
+    id: int
+    is_main: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Tag(AmoModel):
+    id: int | None = None
+    name: OptStr = None
+
+
+RefList = Annotated[list[EntityRef], BeforeValidator(_none_to_list)]
+
+
+class Embedded(AmoModel):
+    contacts: RefList = Field(default_factory=list)
+    leads: RefList = Field(default_factory=list)
+    companies: RefList = Field(default_factory=list)
+    catalog_elements: RefList = Field(default_factory=list)
+    tags: Annotated[list[Tag], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+
+
+def _embedded(value: Any) -> Any:
+    return {} if value is None else value
+
+
+EmbeddedField = Annotated[Embedded, BeforeValidator(_embedded)]
+
+
+class WithCustomFields(AmoModel):
+    custom_fields_values: list[CustomFieldValues] | None = None
+
+    def field_values(self, field: int | str) -> list[Any]:
+        """The ``value``s of a custom field, by field id or field code."""
+        return read_field_values(self.custom_fields_values, field)
+
+    def field_value(self, field: int | str) -> Any:
+        values = self.field_values(field)
+        return values[0] if values else None
+
+    def enum_ids(self, field: int | str) -> list[int]:
+        return read_enum_ids(self.custom_fields_values, field)
+
+
+class Contact(WithCustomFields):
+    id: int
+    name: OptStr = None
+    first_name: OptStr = None
+    last_name: OptStr = None
+    responsible_user_id: int | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    embedded: EmbeddedField = Field(default_factory=Embedded, alias="_embedded")
+
+    def phones(self) -> list[str]:
+        return [str(v) for v in self.field_values("PHONE") if v not in (None, "")]
+
+    def emails(self) -> list[str]:
+        return [str(v) for v in self.field_values("EMAIL") if v not in (None, "")]
+
+    @property
+    def lead_ids(self) -> list[int]:
+        return [ref.id for ref in self.embedded.leads]
+
+
+class Lead(WithCustomFields):
+    id: int
+    name: OptStr = None
+    price: int | float | None = None
+    status_id: int | None = None
+    pipeline_id: int | None = None
+    responsible_user_id: int | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    closed_at: int | None = None
+    is_deleted: bool | None = None
+    embedded: EmbeddedField = Field(default_factory=Embedded, alias="_embedded")
+
+    @property
+    def contact_ids(self) -> list[int]:
+        return [ref.id for ref in self.embedded.contacts]
+
+    @property
+    def main_contact_id(self) -> int | None:
+        for ref in self.embedded.contacts:
+            if ref.is_main:
+                return ref.id
+        return self.embedded.contacts[0].id if self.embedded.contacts else None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status_id in (WON_STATUS_ID, LOST_STATUS_ID)
+
+
+class Status(AmoModel):
+    id: int
+    name: OptStr = None
+    sort: int | None = None
+    type: int | None = None
+    pipeline_id: int | None = None
+
+
+class _PipelineEmbedded(AmoModel):
+    statuses: Annotated[list[Status], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+
+
+class Pipeline(AmoModel):
+    id: int
+    name: OptStr = None
+    sort: int | None = None
+    is_main: bool | None = None
+    is_archive: bool | None = None
+    embedded: Annotated[_PipelineEmbedded, BeforeValidator(_embedded)] = Field(
+        default_factory=_PipelineEmbedded, alias="_embedded"
+    )
+
+    @property
+    def statuses(self) -> list[Status]:
+        return self.embedded.statuses
+
+    def status_by_name(self, name: str) -> Status | None:
+        wanted = name.strip().casefold()
+        return next((s for s in self.statuses if (s.name or "").strip().casefold() == wanted), None)
+
+
+class FieldEnum(AmoModel):
+    id: int
+    value: OptStr = None
+    sort: int | None = None
+
+
+class CustomField(AmoModel):
+    id: int
+    name: OptStr = None
+    code: OptStr = None
+    type: OptStr = None
+    entity_type: OptStr = None
+    sort: int | None = None
+    enums: Annotated[list[FieldEnum], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+
+    def enum_id(self, value: str) -> int | None:
+        """The enum id of a value (case- and space-insensitive), None when it has none."""
+        wanted = value.strip().casefold()
+        return next((e.id for e in self.enums if (e.value or "").strip().casefold() == wanted), None)
+
+
+class Catalog(AmoModel):
+    id: int
+    name: OptStr = None
+    type: OptStr = None
+
+
+class CatalogElement(WithCustomFields):
+    id: int
+    name: OptStr = None
+    catalog_id: int | None = None
+    is_deleted: bool | None = None
+    request_id: OptStr = None
+
+
+class Link(AmoModel):
+    entity_id: int | None = None
+    entity_type: OptStr = None
+    to_entity_id: int
+    to_entity_type: OptStr = None
+    metadata: dict[str, Any] | None = None
+
+
+class Note(AmoModel):
+    id: int
+    entity_id: int | None = None
+    note_type: OptStr = None
+    params: dict[str, Any] | None = None
+
+
+class Created(AmoModel):
+    """The answer for one created or updated item: its id and the echoed ``request_id``."""
+
+    id: int
+    request_id: OptStr = None
+    entity_id: int | None = None
+    updated_at: int | None = None
+
+
+class ComplexLeadResult(AmoModel):
+    """One item of ``POST /leads/complex``'s bare-array answer."""
+
+    id: int
+    contact_id: int | None = None
+    company_id: int | None = None
+    request_id: Annotated[list[str], BeforeValidator(_to_str_list)] = Field(default_factory=list)
+    merged: bool = False
+
+
+# -- custom_fields_values helpers ---------------------------------------------------------------
+
+
+def _field_key(field: int | str) -> dict[str, Any]:
+    if isinstance(field, bool):
+        raise TypeError("a field is an id (int) or a code (str)")
+    if isinstance(field, int):
+        return {"field_id": field}
+    text = str(field).strip()
+    return {"field_id": int(text)} if text.isdigit() else {"field_code": text}
+
+
+def field_value(field: int | str, *values: Any, enum_code: str | None = None) -> dict[str, Any]:
+    """Write form ``{field_id|field_code, values: [{value}, …]}`` (``enum_code`` e.g. ``MOB`` for a
+    PHONE value). An id given as a digit string is sent as ``field_id``."""
+    items: list[dict[str, Any]] = []
+    for value in values:
+        item: dict[str, Any] = {"value": value}
+        if enum_code:
+            item["enum_code"] = enum_code
+        items.append(item)
+    return {**_field_key(field), "values": items}
+
+
+def enum_field_value(field: int | str, *enum_ids: int) -> dict[str, Any]:
+    """Write form of a select/multiselect field: ``values: [{enum_id}, …]`` (never ``enum``)."""
+    return {**_field_key(field), "values": [{"enum_id": int(enum_id)} for enum_id in enum_ids]}
+
+
+def clear_field(field: int | str) -> dict[str, Any]:
+    """``values: null`` clears the field."""
+    return {**_field_key(field), "values": None}
+
+
+def _as_mapping(item: Any) -> Mapping[str, Any]:
+    if isinstance(item, BaseModel):
+        return item.model_dump(exclude_none=True)
+    return item if isinstance(item, Mapping) else {}
+
+
+def _matches(item: Mapping[str, Any], field: int | str) -> bool:
+    key = _field_key(field)
+    if "field_id" in key:
+        return item.get("field_id") is not None and str(item.get("field_id")) == str(key["field_id"])
+    return str(item.get("field_code") or "").upper() == str(key["field_code"]).upper()
+
+
+def read_field_values(custom_fields_values: Iterable[Any] | None, field: int | str) -> list[Any]:
+    """The ``value``s of one field (by id or code) from a read-form ``custom_fields_values``."""
+    found: list[Any] = []
+    for item in custom_fields_values or []:
+        mapping = _as_mapping(item)
+        if _matches(mapping, field):
+            found.extend(_as_mapping(v).get("value") for v in mapping.get("values") or [])
+    return found
+
+
+def read_enum_ids(custom_fields_values: Iterable[Any] | None, field: int | str) -> list[int]:
+    found: list[int] = []
+    for item in custom_fields_values or []:
+        mapping = _as_mapping(item)
+        if _matches(mapping, field):
+            for value in mapping.get("values") or []:
+                enum_id = _as_mapping(value).get("enum_id")
+                if isinstance(enum_id, int):
+                    found.append(enum_id)
+    return found
+
+
+_WRITE_VALUE_KEYS = ("value", "enum_id", "enum_code")
+
+
+def to_write_form(custom_fields_values: Iterable[Any] | None) -> list[dict[str, Any]]:
+    """Read form → write form: keeps field_id/field_code and value/enum_id/enum_code, drops
+    ``enum``, ``field_name`` and ``field_type`` (sending ``enum`` is a 400 FieldNotExpected)."""
+    written: list[dict[str, Any]] = []
+    for item in custom_fields_values or []:
+        mapping = _as_mapping(item)
+        out: dict[str, Any] = {}
+        if mapping.get("field_id") is not None:
+            out["field_id"] = mapping["field_id"]
+        elif mapping.get("field_code"):
+            out["field_code"] = mapping["field_code"]
+        else:
+            continue
+        values = mapping.get("values")
+        if values is None:
+            out["values"] = None
+        else:
+            out["values"] = [
+                {k: v for k, v in _as_mapping(value).items() if k in _WRITE_VALUE_KEYS and v is not None}
+                for value in values
+            ]
+        written.append(out)
+    return written
+
+
+def sanitize_for_write(body: Any) -> Any:
+    """A copy of a request body whose ``custom_fields_values`` are in write form (at any depth)."""
+    if isinstance(body, BaseModel):
+        body = body.model_dump(by_alias=True, exclude_none=True)
+    if isinstance(body, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "custom_fields_values" and isinstance(value, list | tuple):
+                out[key] = to_write_form(value)
+            else:
+                out[key] = sanitize_for_write(value)
+        return out
+    if isinstance(body, list | tuple):
+        return [sanitize_for_write(item) for item in body]
+    return body
+
+
+# -- phone and email matching -------------------------------------------------------------------
+
+
+def normalize_phone(value: Any) -> str:
+    """Digits only; ``8XXXXXXXXXX`` and 10-digit national numbers become ``7XXXXXXXXXX``
+    (Russia and Kazakhstan share +7)."""
+    digits = re.sub(r"\D", "", str(value or ""))
+    if len(digits) == 11 and digits[0] == "8":
+        return "7" + digits[1:]
+    if len(digits) == 10:
+        return "7" + digits
+    return digits
+
+
+def phone_query_forms(phone: str) -> list[str]:
+    """The strings to search for one phone: amoCRM's ``query`` does not normalize phones, so
+    ``+7…``, ``8…`` and bare ``7…`` are different searches."""
+    digits = normalize_phone(phone)
+    if not digits:
+        return []
+    if len(digits) == 11 and digits.startswith("7"):
+        return [f"+{digits}", f"8{digits[1:]}", digits]
+    return [f"+{digits}", digits]
+
+
+def normalize_email(value: Any) -> str:
+    return str(value or "").strip().lower()
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+ModelT = TypeVar("ModelT", bound=AmoModel)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+def _next_page(data: Mapping[str, Any], current: int) -> int | None:
+    links = data.get("_links")
+    nxt = links.get("next") if isinstance(links, Mapping) else None
+    href = nxt.get("href") if isinstance(nxt, Mapping) else None
+    if not isinstance(href, str) or not href:
+        return None
+    pages = parse_qs(urlsplit(href).query).get("page")
+    if pages and pages[0].isdigit() and int(pages[0]) > current:
+        return int(pages[0])
+    return current + 1
+
+
+class AmoCrmClient:
+    """One amoCRM account (``base_url`` = ``https://sub.amocrm.ru``, with or without ``/api/v4``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AmoAuth,
+        rate_per_s: float = DEFAULT_RATE_PER_S,
+        burst: int = 1,
+        rate_state_path: str | Path | None = None,
+        block_state_path: str | Path | None = None,
+        block_cooldown_s: float = DEFAULT_BLOCK_COOLDOWN_S,
+        policy: HttpPolicy | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.root = account_root(base_url)
+        self.auth = auth
+        self.limiter = limiter or RateLimiter(rate_per_s, burst, state_path=rate_state_path, name=SERVICE)
+        if block_state_path is None and rate_state_path is not None:
+            block_state_path = Path(rate_state_path).with_suffix(".blocked.json")
+        self.block = BlockFlag(name=SERVICE, state_path=block_state_path, cooldown_s=block_cooldown_s)
+        self._api = ApiClient(
+            SERVICE,
+            f"{self.root}/{API_PREFIX}",
+            policy=policy or DEFAULT_POLICY,
+            limiter=self.limiter,
+            secrets=auth.secrets,
+            headers={"Accept": "application/hal+json, application/json"},
+            classify=classify_amocrm,
+            parse_error=parse_amocrm_error,
+            auth=auth,
+            block=self.block,
+        )
+        auth.attach(limiter=self.limiter, block=self.block, secrets_sink=self._api.add_secrets)
+
+    # -- counters and the block switch -----------------------------------------------------------
+
+    @property
+    def stats(self) -> ApiStats:
+        return self._api.stats
+
+    @property
+    def requests_used(self) -> int:
+        """Requests sent by this client (retries included) plus the token calls of its auth."""
+        return self._api.stats.requests + self.auth.requests_used
+
+    def blocked(self) -> BlockInfo | None:
+        """The recorded account block, if it still holds."""
+        return self.block.active()
+
+    def clear_block(self) -> bool:
+        """Operator action: let every process call amoCRM again."""
+        return self.block.clear()
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _get(self, path: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None) -> Any:
+        """GET a JSON body; None for 204 / an empty body."""
+        response = self._api.request("GET", path, idempotent=True, params=params, endpoint=_label(path))
+        if response.status_code == 204 or not response.content.strip():
+            return None
+        return self._api.parse_json(response)
+
+    def _get_one(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET one entity: None for 204 (amoCRM's answer for an unknown id) and for 404."""
+        try:
+            return self._get(path, params)
+        except ApiError as exc:
+            if type(exc) is not ApiError or exc.status != 404:
+                raise
+        return None
+
+    def _send(self, method: str, path: str, body: Any, *, idempotent: bool) -> Any:
+        response = self._api.request(method, path, idempotent=idempotent, json=body, endpoint=_label(path))
+        if response.status_code == 204 or not response.content.strip():
+            return None
+        return self._api.parse_json(response)
+
+    def _iter_pages(
+        self, path: str, key: str, params: Sequence[tuple[str, Any]] = (), *, limit: int = MAX_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a HAL list, page by page until a page has no ``_links.next``."""
+        page = 1
+        size = max(1, min(int(limit), MAX_PAGE_SIZE))
+        while True:
+            data = self._get(path, [*params, ("limit", size), ("page", page)])
+            if not isinstance(data, Mapping):
+                return
+            embedded = data.get("_embedded")
+            items = embedded.get(key) if isinstance(embedded, Mapping) else None
+            if not isinstance(items, list) or not items:
+                return
+            yield from (item for item in items if isinstance(item, dict))
+            following = _next_page(data, page)
+            if following is None:
+                return
+            page = following
+
+    def _parse(self, model: type[ModelT], items: Iterable[Any]) -> list[ModelT]:
+        return [model.model_validate(item) for item in items if isinstance(item, dict)]
+
+    def _batch(
+        self,
+        method: str,
+        path: str,
+        items: Sequence[Any],
+        *,
+        key: str | None,
+        model: type[ModelT],
+        idempotent: bool,
+    ) -> list[ModelT]:
+        """Send items ≤ 50 per request; results aligned with ``items`` (by request_id, else order).
+
+        A 400 with validation errors raises ``BatchItemsError`` whose ``positions`` index into
+        ``items`` and whose ``done`` holds the results of the requests already applied."""
+        results: list[ModelT] = []
+        for offset, chunk in _chunks(list(items), BATCH_LIMIT):
+            body = [sanitize_for_write(item) for item in chunk]
+            refused: BatchItemsError | None = None
+            data: Any = None
+            try:
+                data = self._send(method, path, body, idempotent=idempotent)
+            except BatchItemsError as exc:
+                refused = exc
+            if refused is not None:
+                raise _rekey(refused, body, offset, list(results))
+            answer: Any = None
+            if key is None:
+                answer = data
+            else:
+                embedded = data.get("_embedded") if isinstance(data, Mapping) else None
+                answer = embedded.get(key) if isinstance(embedded, Mapping) else None
+            if not isinstance(answer, list):
+                raise ApiError(SERVICE, f"{method} {path}: answer has no {key or 'array'}")
+            results.extend(_align(body, self._parse(model, answer), path))
+        return results
+
+    # -- contacts --------------------------------------------------------------------------------
+
+    def iter_contacts(
+        self,
+        *,
+        query: str | None = None,
+        with_leads: bool = False,
+        updated_from: int | None = None,
+        order_by_updated: str | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> Iterator[Contact]:
+        params: list[tuple[str, Any]] = []
+        if query:
+            params.append(("query", query))
+        if with_leads:
+            params.append(("with", "leads"))
+        if updated_from is not None:
+            params.append(("filter[updated_at][from]", int(updated_from)))
+        if order_by_updated:
+            params.append(("order[updated_at]", order_by_updated))
+        for item in self._iter_pages("contacts", "contacts", params, limit=limit):
+            contact = Contact.model_validate(item)
+            if updated_from is not None and contact.updated_at is not None and contact.updated_at < updated_from:
+                continue  # the filter may be ignored: check here too
+            yield contact
+
+    def iter_contacts_updated_since(self, since: int) -> Iterator[Contact]:
+        """Contacts updated at or after ``since`` (Unix seconds), newest first."""
+        yield from self.iter_contacts(updated_from=since, order_by_updated="desc")
+
+    def find_contacts(self, query: str, *, with_leads: bool = False) -> list[Contact]:
+        """Contacts matching amoCRM's fuzzy ``query`` (ANY filled field): unverified hits."""
+        if not str(query).strip():
+            return []
+        return list(self.iter_contacts(query=str(query).strip(), with_leads=with_leads))
+
+    def find_contacts_by_phone(self, phone: str, *, with_leads: bool = False) -> list[Contact]:
+        """Contacts whose PHONE field holds this number, compared normalized (8/7/+7 alike).
+        Searches each query form amoCRM needs and returns only verified hits, by id."""
+        wanted = normalize_phone(phone)
+        found: dict[int, Contact] = {}
+        for form in phone_query_forms(phone):
+            for contact in self.find_contacts(form, with_leads=with_leads):
+                if contact.id not in found and any(normalize_phone(p) == wanted for p in contact.phones()):
+                    found[contact.id] = contact
+        return list(found.values())
+
+    def find_contacts_by_email(self, email: str, *, with_leads: bool = False) -> list[Contact]:
+        """Contacts whose EMAIL field holds this address (case-insensitive), verified."""
+        wanted = normalize_email(email)
+        if not wanted:
+            return []
+        return [
+            c
+            for c in self.find_contacts(wanted, with_leads=with_leads)
+            if any(normalize_email(e) == wanted for e in c.emails())
+        ]
+
+    def find_contacts_by_field(self, field: int | str, value: Any, *, with_leads: bool = False) -> list[Contact]:
+        """Contacts whose custom field (id or code) holds ``value`` exactly (trimmed, case-
+        insensitive) — e.g. a Telegram id — verified, not just a fuzzy ``query`` hit."""
+        wanted = str(value).strip().casefold()
+        if not wanted:
+            return []
+        return [
+            c
+            for c in self.find_contacts(str(value).strip(), with_leads=with_leads)
+            if any(str(v).strip().casefold() == wanted for v in c.field_values(field) if v is not None)
+        ]
+
+    def get_contact(self, contact_id: int, *, with_leads: bool = False) -> Contact | None:
+        data = self._get_one(f"contacts/{int(contact_id)}", {"with": "leads"} if with_leads else None)
+        return Contact.model_validate(data) if isinstance(data, dict) else None
+
+    def create_contacts(self, contacts: Sequence[Mapping[str, Any]]) -> list[Created]:
+        """``POST /contacts`` 50 per request; one ``Created`` per input, in input order."""
+        return self._batch("POST", "contacts", contacts, key="contacts", model=Created, idempotent=False)
+
+    def update_contacts(self, contacts: Sequence[Mapping[str, Any]]) -> list[Created]:
+        """``PATCH /contacts`` 50 per request (each item has ``id``; a multi-value field is replaced)."""
+        _require_ids(contacts)
+        return self._batch("PATCH", "contacts", contacts, key="contacts", model=Created, idempotent=True)
+
+    # -- leads -----------------------------------------------------------------------------------
+
+    def get_lead(self, lead_id: int, *, with_contacts: bool = True) -> Lead | None:
+        data = self._get_one(f"leads/{int(lead_id)}", {"with": "contacts"} if with_contacts else None)
+        return Lead.model_validate(data) if isinstance(data, dict) else None
+
+    def iter_leads(
+        self,
+        *,
+        query: str | None = None,
+        with_contacts: bool = False,
+        pipeline_ids: Sequence[int] | None = None,
+        statuses: Sequence[tuple[int, int]] | None = None,
+        updated_from: int | None = None,
+        updated_to: int | None = None,
+        order_by_updated: str | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> Iterator[Lead]:
+        """Leads page by page. ``statuses`` are (pipeline_id, status_id) pairs. The filters are sent
+        and also applied here (they are "alpha"/paid on some accounts and may be ignored)."""
+        params: list[tuple[str, Any]] = []
+        if query:
+            params.append(("query", query))
+        if with_contacts:
+            params.append(("with", "contacts"))
+        for pipeline_id in pipeline_ids or ():
+            params.append(("filter[pipeline_id][]", int(pipeline_id)))
+        for index, (pipeline_id, status_id) in enumerate(statuses or ()):
+            params.append((f"filter[statuses][{index}][pipeline_id]", int(pipeline_id)))
+            params.append((f"filter[statuses][{index}][status_id]", int(status_id)))
+        if updated_from is not None:
+            params.append(("filter[updated_at][from]", int(updated_from)))
+        if updated_to is not None:
+            params.append(("filter[updated_at][to]", int(updated_to)))
+        if order_by_updated:
+            params.append(("order[updated_at]", order_by_updated))
+        wanted_pipelines = {int(p) for p in pipeline_ids or ()}
+        wanted_statuses = {(int(p), int(s)) for p, s in statuses or ()}
+        for item in self._iter_pages("leads", "leads", params, limit=limit):
+            lead = Lead.model_validate(item)
+            if wanted_pipelines and lead.pipeline_id not in wanted_pipelines:
+                continue
+            if wanted_statuses and (lead.pipeline_id, lead.status_id) not in wanted_statuses:
+                continue
+            updated = lead.updated_at
+            if updated is not None and (
+                (updated_from is not None and updated < updated_from)
+                or (updated_to is not None and updated > updated_to)
+            ):
+                continue
+            yield lead
+
+    def find_leads(
+        self,
+        query: str | None = None,
+        *,
+        with_contacts: bool = False,
+        pipeline_ids: Sequence[int] | None = None,
+        statuses: Sequence[tuple[int, int]] | None = None,
+        updated_from: int | None = None,
+        updated_to: int | None = None,
+    ) -> list[Lead]:
+        """All leads matching (``query`` is amoCRM's fuzzy search: verify the hits)."""
+        return list(
+            self.iter_leads(
+                query=query,
+                with_contacts=with_contacts,
+                pipeline_ids=pipeline_ids,
+                statuses=statuses,
+                updated_from=updated_from,
+                updated_to=updated_to,
+            )
+        )
+
+    def create_leads(self, leads: Sequence[Mapping[str, Any]]) -> list[Created]:
+        """``POST /leads`` 50 per request (``_embedded.contacts: [{id}]`` links contacts).
+        Plain POSTs are not deduplicated by amoCRM: look up before creating."""
+        return self._batch("POST", "leads", leads, key="leads", model=Created, idempotent=False)
+
+    def update_leads(self, leads: Sequence[Mapping[str, Any]]) -> list[Created]:
+        """``PATCH /leads`` 50 per request; a move to 142/143 must carry ``pipeline_id``."""
+        _require_ids(leads)
+        for lead in leads:
+            if lead.get("status_id") in (WON_STATUS_ID, LOST_STATUS_ID) and not lead.get("pipeline_id"):
+                raise ValueError(f"lead {lead.get('id')}: moving to status {lead.get('status_id')} needs pipeline_id")
+        return self._batch("PATCH", "leads", leads, key="leads", model=Created, idempotent=True)
+
+    def create_leads_complex(self, leads: Sequence[Mapping[str, Any]]) -> list[ComplexLeadResult]:
+        """``POST /leads/complex`` (≤ 50 per request, ≤ 1 contact + 1 company each): one result
+        per input, matched by ``request_id`` (``merged`` when amoCRM's duplicate control merged it)."""
+        return self._batch("POST", "leads/complex", leads, key=None, model=ComplexLeadResult, idempotent=False)
+
+    # -- notes and links -------------------------------------------------------------------------
+
+    def add_notes(self, notes: Sequence[tuple[int, str]]) -> list[Created]:
+        """Common notes on leads through the bulk ``POST /leads/notes``: (lead_id, text) pairs."""
+        body = [{"entity_id": int(lead_id), "note_type": "common", "params": {"text": text}} for lead_id, text in notes]
+        return self._batch("POST", "leads/notes", body, key="notes", model=Created, idempotent=False)
+
+    def link_catalog_elements(self, links: Sequence[tuple[int, int, float | int, int]]) -> list[Link]:
+        """Attach catalog elements to leads through the bulk ``POST /leads/link``:
+        (lead_id, element_id, quantity, catalog_id) tuples."""
+        body = [
+            {
+                "entity_id": int(lead_id),
+                "to_entity_id": int(element_id),
+                "to_entity_type": "catalog_elements",
+                "metadata": {"quantity": quantity, "catalog_id": int(catalog_id)},
+            }
+            for lead_id, element_id, quantity, catalog_id in links
+        ]
+        results: list[Link] = []
+        for offset, chunk in _chunks(body, BATCH_LIMIT):
+            refused: BatchItemsError | None = None
+            data: Any = None
+            try:
+                data = self._send("POST", "leads/link", list(chunk), idempotent=False)
+            except BatchItemsError as exc:
+                refused = exc
+            if refused is not None:
+                raise _rekey(refused, list(chunk), offset, list(results))
+            embedded = data.get("_embedded") if isinstance(data, Mapping) else None
+            answer = embedded.get("links") if isinstance(embedded, Mapping) else None
+            results.extend(self._parse(Link, answer if isinstance(answer, list) else []))
+        return results
+
+    def list_lead_links(self, lead_id: int) -> list[Link]:
+        return self._parse(Link, self._iter_pages(f"leads/{int(lead_id)}/links", "links"))
+
+    def list_lead_notes(self, lead_id: int) -> list[Note]:
+        return self._parse(Note, self._iter_pages(f"leads/{int(lead_id)}/notes", "notes"))
+
+    # -- account structure -----------------------------------------------------------------------
+
+    def list_pipelines(self) -> list[Pipeline]:
+        """Pipelines with their statuses (each has an unsorted status, 142 won and 143 lost)."""
+        return self._parse(Pipeline, self._iter_pages("leads/pipelines", "pipelines"))
+
+    def list_custom_fields(self, entity: str) -> list[CustomField]:
+        """Custom fields of ``leads``, ``contacts``, ``companies`` or ``catalogs/{id}``, with enums."""
+        path = f"{entity.strip('/')}/custom_fields"
+        return self._parse(CustomField, self._iter_pages(path, "custom_fields"))
+
+    # -- catalogs --------------------------------------------------------------------------------
+
+    def list_catalogs(self) -> list[Catalog]:
+        return self._parse(Catalog, self._iter_pages("catalogs", "catalogs"))
+
+    def iter_catalog_elements(self, catalog_id: int, *, query: str | None = None) -> Iterator[CatalogElement]:
+        params = [("query", query)] if query else []
+        for item in self._iter_pages(f"catalogs/{int(catalog_id)}/elements", "elements", params):
+            yield CatalogElement.model_validate(item)
+
+    def find_catalog_elements(self, catalog_id: int, query: str) -> list[CatalogElement]:
+        """Elements matching the fuzzy ``query`` (verify the hits, e.g. by SKU)."""
+        if not str(query).strip():
+            return []
+        return list(self.iter_catalog_elements(catalog_id, query=str(query).strip()))
+
+    def create_catalog_elements(self, catalog_id: int, elements: Sequence[Mapping[str, Any]]) -> list[CatalogElement]:
+        """``POST /catalogs/{id}/elements`` 50 per request; one element per input, in order."""
+        path = f"catalogs/{int(catalog_id)}/elements"
+        return self._batch("POST", path, elements, key="elements", model=CatalogElement, idempotent=False)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._api.close()
+        self.auth.close()
+
+    def __enter__(self) -> AmoCrmClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# -- batch bookkeeping --------------------------------------------------------------------------
+
+
+def _label(path: str) -> str:
+    """Stats label: ids replaced by ``{id}`` so endpoints aggregate."""
+    return re.sub(r"/\d+(?=/|$)", "/{id}", path.split("?", 1)[0].strip("/"))
+
+
+def _require_ids(items: Sequence[Mapping[str, Any]]) -> None:
+    for index, item in enumerate(items):
+        if not item.get("id"):
+            raise ValueError(f"item {index} has no id: updates need one")
+
+
+def _expected_keys(body: Sequence[Any]) -> list[str]:
+    """The request id amoCRM echoes for each item: its own ``request_id``, else its ordinal."""
+    keys = []
+    for index, item in enumerate(body):
+        own = item.get("request_id") if isinstance(item, Mapping) else None
+        keys.append(str(own) if own not in (None, "") else str(index))
+    return keys
+
+
+def _align(body: Sequence[Any], answer: Sequence[AmoModel], path: str) -> list[Any]:
+    keys = _expected_keys(body)
+    by_key: dict[str, Any] = {}
+    for result in answer:
+        raw = result.get("request_id")
+        for key in raw if isinstance(raw, list) else [raw]:
+            if key is not None:
+                by_key.setdefault(str(key), result)
+    if len(set(keys)) == len(keys) and all(key in by_key for key in keys):
+        return [by_key[key] for key in keys]
+    if len(answer) == len(body):
+        return list(answer)  # no usable request ids: amoCRM answers in request order
+    raise ApiError(SERVICE, f"{path}: {len(answer)} results for {len(body)} items, not matched by request_id")
+
+
+def _rekey(error: BatchItemsError, body: Sequence[Any], offset: int, done: list[Any]) -> BatchItemsError:
+    """Map the answer's request ids to the caller's items: their own request_id, else the index."""
+    keys = _expected_keys(body)
+    item_errors: dict[str, list[str]] = {}
+    positions: dict[str, int] = {}
+    for key, problems in error.item_errors.items():
+        if key in keys:
+            index: int | None = keys.index(key)
+        elif key.isdigit() and int(key) < len(body):
+            index = int(key)
+        else:
+            index = None
+        name = keys[index] if index is not None else key
+        item_errors.setdefault(name, []).extend(problems)
+        if index is not None:
+            positions[name] = offset + index
+    return BatchItemsError(
+        error.service,
+        error.message,
+        status=error.status,
+        code=error.code,
+        request=error.request,
+        item_errors=item_errors,
+        positions=positions,
+        done=done,
+    )
+
+
+__all__ = [
+    "AmoCrmClient",
+    "AmoModel",
+    "Catalog",
+    "CatalogElement",
+    "ComplexLeadResult",
+    "Contact",
+    "Created",
+    "CustomField",
+    "CustomFieldValues",
+    "FieldEnum",
+    "FieldValue",
+    "Lead",
+    "Link",
+    "Note",
+    "Pipeline",
+    "Status",
+    "clear_field",
+    "enum_field_value",
+    "field_value",
+    "normalize_phone",
+    "phone_query_forms",
+    "read_enum_ids",
+    "read_field_values",
+    "sanitize_for_write",
+    "to_write_form",
+]

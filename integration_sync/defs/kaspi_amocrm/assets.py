@@ -1,0 +1,133 @@
+"""Kaspi orders in the warehouse, and the amoCRM leads they become."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import dagster as dg
+
+from integration_sync.defs.kaspi_amocrm.destination import Indexes, KaspiLeadsDestination
+from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN, desired_order, kazakhstan_day
+from integration_sync.defs.kaspi_amocrm.resources import AmoCrmResource, KaspiLeadsResource, KaspiResource
+from integration_sync.defs.kaspi_amocrm.tables import FLOW, OrderRow, known_entries, orders_to_sync, store_orders
+from integration_sync.defs.metadata import samples_table, sync_metadata
+from integration_sync.defs.partitions import daily, window_days
+from integration_sync.defs.resources import WarehouseResource
+from integration_sync.sync.engine import SyncEngine
+from integration_sync.sync.state import read_lookup, read_state, write_lookup, write_state
+
+GROUP = "kaspi_amocrm"
+PUSH_TAG = {"integration_sync/push": "kaspi_amocrm"}
+ORDERS_KEY = dg.AssetKey(["kaspi", "orders"])
+
+kazakhstan_days = daily("Asia/Almaty", "KASPI_START_DATE", "2025-01-01")
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+@dg.asset(
+    key=ORDERS_KEY,
+    group_name=GROUP,
+    partitions_def=kazakhstan_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb"},
+)
+def kaspi_orders(
+    context: dg.AssetExecutionContext, kaspi: KaspiResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult[None]:
+    """Kaspi orders created on the partition's day(s) in Kazakhstan time (UTC+5), with their lines.
+
+    One window per day (so each day's count can be checked against Kaspi's totalCount); lines are
+    fetched once per order; a status that changed since the last load is recorded.
+    """
+    _, _, first, last = window_days(context)
+    store = warehouse.warehouse()
+    rows: list[OrderRow] = []
+    totals: dict[date, int] = {}
+    with kaspi.client() as client:
+        fetched: list[Any] = []
+        for day in _days(first, last):
+            start = datetime.combine(day, time(0), KAZAKHSTAN)
+            end = start + timedelta(days=1) - timedelta(milliseconds=1)
+            page = client.list_orders(start, end)
+            totals[day] = page.total_count
+            fetched.extend(page.orders)
+        known = known_entries(store, [o.code for o in fetched])
+        for order in fetched:
+            attributes = order.attributes_dict()
+            entries = known.get(order.code)
+            if entries is None:
+                entries = [entry.as_row() for entry in client.get_entries(order.id)]
+            day_key = kazakhstan_day(attributes)
+            rows.append(
+                OrderRow(
+                    code=order.code,
+                    order_id=order.id,
+                    day=date.fromisoformat(day_key) if day_key else first,
+                    attributes=attributes,
+                    entries=entries,
+                )
+            )
+        requests = client.requests_used
+    report = store_orders(store, rows, first_day=first, last_day=last, api_totals=totals, run_id=context.run_id)
+    metadata: dict[str, Any] = {
+        "fetched": report.fetched,
+        "new": report.new,
+        "stored": report.stored,
+        "status_changes": report.status_changes,
+        "kaspi_total": sum(totals.values()),
+        "api_requests": requests,
+    }
+    if report.status_change_samples:
+        metadata["status_change_sample"] = samples_table(report.status_change_samples)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class KaspiLeadsConfig(dg.Config):
+    """Run options of the push: a dry run, and at most N orders."""
+
+    dry_run: bool = False
+    limit: int | None = None
+
+
+@dg.asset(
+    key=["amocrm", "kaspi_leads"],
+    group_name=GROUP,
+    deps=[kaspi_orders],
+    kinds={"amocrm"},
+    tags=PUSH_TAG,
+)
+def amocrm_kaspi_leads(
+    context: dg.AssetExecutionContext,
+    config: KaspiLeadsConfig,
+    amocrm: AmoCrmResource,
+    kaspi_leads: KaspiLeadsResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult[None]:
+    """One amoCRM lead per Kaspi order, with its contact (by phone), catalog items and a summary note.
+
+    New orders become leads; status changes move them (COMPLETED → 142, CANCELLED/RETURNED → 143 by
+    default); unchanged orders cost no request; an order code is never turned into a second lead.
+    """
+    store = warehouse.warehouse()
+    settings = kaspi_leads.settings()
+    since = datetime.now(UTC).astimezone(KAZAKHSTAN).date() - timedelta(days=kaspi_leads.sync_days)
+    desired = [desired_order(attrs, entries, settings) for attrs, entries in orders_to_sync(store, since)]
+    indexes = Indexes(
+        contacts_by_phone=read_lookup(store, FLOW, "contact_by_phone"),
+        elements_by_code=read_lookup(store, FLOW, "element_by_code"),
+        contacts_watermark=int(read_state(store, FLOW, "contacts_updated_at") or 0),
+    )
+    engine = SyncEngine(store, flow=FLOW, entity="order", run_id=context.run_id, dry_run=config.dry_run)
+    with amocrm.client() as client:
+        destination = KaspiLeadsDestination(client, settings, kaspi_leads.catalog(), indexes)
+        try:
+            report = engine.run(desired, destination, limit=config.limit)
+        finally:
+            write_lookup(store, FLOW, "contact_by_phone", indexes.new_contacts)
+            write_lookup(store, FLOW, "element_by_code", indexes.new_elements)
+            write_state(store, FLOW, "contacts_updated_at", str(indexes.contacts_watermark))
+    if report.rejected:
+        context.log.warning(f"{report.rejected} orders rejected by amoCRM: {report.rejected_samples[:5]}")
+    return dg.MaterializeResult(metadata=sync_metadata(report))

@@ -1,0 +1,309 @@
+"""amoCRM as the sync engine's destination for Kaspi orders: a lead per order, with contact, items, note.
+
+Cost per new order is a fraction of a request: leads go 50 per request (`leads/complex` when the
+customer's contact is new, plain `leads` with the known contact id otherwise), notes and catalog
+links through the bulk endpoints, products and contacts resolved from local indexes (product code →
+catalog element, phone → contact) kept in the warehouse and refreshed from amoCRM only when there is
+something to create. A lead whose note or links did not make it is reported rejected with its id,
+so the next run completes it instead of creating it again; an order code in flight is looked up in
+amoCRM before anything is re-created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from integration_sync.connectors.amocrm import AmoCrmClient, CatalogElement, Lead
+from integration_sync.connectors.errors import AmbiguousWriteError, ApiError
+from integration_sync.defs.kaspi_amocrm.mapping import LeadSettings
+from integration_sync.sync.engine import Change, Outcome
+from integration_sync.sync.normalize import normalize_phone
+
+BATCH = 50
+COMPLETE = "lead_complete"
+
+
+def _chunks(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _fields(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"field_id": int(field_id), "values": [{"value": value}]} for field_id, value in values.items()]
+
+
+@dataclass
+class CatalogSettings:
+    """How products are recognised in the amoCRM catalog (SKU/PRICE fields are optional in the seed)."""
+
+    sku_field_id: int | None = None
+    price_field_id: int | None = None
+
+
+@dataclass
+class Indexes:
+    """Lookups that save requests: phone (E.164) → contact id, product code → catalog element id."""
+
+    contacts_by_phone: dict[str, str] = field(default_factory=dict)
+    elements_by_code: dict[str, str] = field(default_factory=dict)
+    contacts_watermark: int = 0
+    new_contacts: dict[str, str] = field(default_factory=dict)
+    new_elements: dict[str, str] = field(default_factory=dict)
+
+
+class KaspiLeadsDestination:
+    """Pushes Kaspi orders to amoCRM leads."""
+
+    name = "amocrm"
+    # An order is in amoCRM once its lead, note and links are: a lead found without this marker is
+    # completed, never created again.
+    primary_entity = COMPLETE
+    batch_size = BATCH
+
+    def __init__(
+        self, client: AmoCrmClient, settings: LeadSettings, catalog: CatalogSettings, indexes: Indexes
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.catalog = catalog
+        self.indexes = indexes
+        self._contacts_refreshed = False
+
+    def requests_used(self) -> int:
+        return int(self.client.requests_used)
+
+    # ---- identity -------------------------------------------------------------------------
+
+    def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
+        """Orders whose create may already have happened (in flight) are looked up by their code."""
+        found: dict[str, dict[str, str]] = {}
+        for change in changes:
+            if not change.in_flight:
+                continue
+            lead = self._find_lead(change.key)
+            if lead is not None:
+                ids = {"lead": str(lead["id"])}
+                contacts = ((lead.get("_embedded") or {}).get("contacts")) or []
+                if contacts:
+                    ids["contact"] = str(contacts[0]["id"])
+                found[change.key] = ids
+        return found
+
+    def _find_lead(self, code: str) -> Lead | None:
+        """The lead of an order code: a `query` hit verified by the order-code field or the lead name."""
+        field_id = self.settings.order_code_field_id
+        for lead in self.client.find_leads(query=code, with_contacts=True):
+            if lead.get("name") == f"Kaspi №{code}":
+                return lead
+            for item in lead.get("custom_fields_values") or []:
+                if (
+                    field_id
+                    and item.get("field_id") == field_id
+                    and any(str(v.get("value")) == code for v in item.get("values") or [])
+                ):
+                    return lead
+        return None
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def push(self, changes: Sequence[Change]) -> list[Outcome]:
+        creates = [c for c in changes if "lead" not in c.target_ids]
+        completes = [c for c in changes if "lead" in c.target_ids and not c.target_ids.get(COMPLETE)]
+        updates = [c for c in changes if c.target_ids.get(COMPLETE)]
+        outcomes: list[Outcome] = []
+        if creates:
+            self._refresh_contacts()
+            self._ensure_elements(creates)
+            outcomes += self._create(creates)
+        if completes:
+            self._ensure_elements(completes)
+            outcomes += self._finish({c.key: dict(c.target_ids) for c in completes}, completes)
+        if updates:
+            outcomes += self._update(updates)
+        return outcomes
+
+    def _create(self, creates: Sequence[Change]) -> list[Outcome]:
+        ids: dict[str, dict[str, str]] = {}
+        first_of_phone: dict[str, Change] = {}
+        later: list[Change] = []
+        for change in creates:
+            phone = change.payload["contact"]["phone"]
+            known = change.target_ids.get("contact") or self.indexes.contacts_by_phone.get(phone)
+            if known:
+                ids[change.key] = {"contact": str(known)}
+                later.append(change)
+            elif phone in first_of_phone:
+                later.append(change)  # same new customer twice in a chunk: one contact, made once
+            else:
+                first_of_phone[phone] = change
+        complex_items = [(c, self._lead_body(c, contact_id=None)) for c in first_of_phone.values()]
+        for chunk in _chunks(complex_items):
+            answer = self.client.create_leads_complex([body for _, body in chunk])
+            for (change, _), created in zip(chunk, answer, strict=True):
+                ids[change.key] = {"lead": str(created["id"]), "contact": str(created["contact_id"])}
+                self._remember_contact(change.payload["contact"]["phone"], str(created["contact_id"]))
+        plain = []
+        for change in later:
+            contact = ids.get(change.key, {}).get("contact") or self.indexes.contacts_by_phone.get(
+                change.payload["contact"]["phone"]
+            )
+            ids.setdefault(change.key, {})["contact"] = str(contact)
+            plain.append((change, self._lead_body(change, contact_id=contact)))
+        for chunk in _chunks(plain):
+            created_leads = self.client.create_leads([body for _, body in chunk])
+            for (change, _), lead in zip(chunk, created_leads, strict=True):
+                ids[change.key]["lead"] = str(lead["id"])
+        return self._finish(ids, creates)
+
+    def _lead_body(self, change: Change, contact_id: str | None) -> dict[str, Any]:
+        lead = change.payload["lead"]
+        body: dict[str, Any] = {
+            "name": lead["name"],
+            "price": lead["price"],
+            "pipeline_id": lead["pipeline_id"],
+            "status_id": lead["status_id"],
+            "responsible_user_id": lead["responsible_user_id"],
+            "created_at": lead["created_at"],
+            "request_id": change.key,
+        }
+        if lead["custom_fields"]:
+            body["custom_fields_values"] = _fields(lead["custom_fields"])
+        contact = change.payload["contact"]
+        if contact_id is not None:
+            body["_embedded"] = {"contacts": [{"id": int(contact_id)}]}
+        else:
+            values = [{"field_code": "PHONE", "values": [{"value": contact["phone"], "enum_code": "MOB"}]}]
+            values += _fields(contact["custom_fields"])
+            body["_embedded"] = {
+                "contacts": [
+                    {
+                        "name": contact["name"],
+                        "responsible_user_id": lead["responsible_user_id"],
+                        "custom_fields_values": values,
+                    }
+                ]
+            }
+        return body
+
+    def _finish(self, ids: dict[str, dict[str, str]], changes: Sequence[Change]) -> list[Outcome]:
+        """Add each new lead's note and catalog links; a lead stays "not done" until both are in."""
+        ready = [c for c in changes if ids.get(c.key, {}).get("lead")]
+        try:
+            notes = [(int(ids[c.key]["lead"]), c.payload["note"]) for c in ready]
+            for chunk in _chunks(notes):
+                self.client.add_notes(list(chunk))
+            links = [
+                (
+                    int(ids[c.key]["lead"]),
+                    int(self.indexes.elements_by_code[item["code"]]),
+                    item["quantity"],
+                    self.settings.catalog_id,
+                )
+                for c in ready
+                for item in c.payload["items"]
+            ]
+            for chunk in _chunks(links):
+                self.client.link_catalog_elements(list(chunk))
+        except (ApiError, AmbiguousWriteError) as exc:
+            return [
+                Outcome(c.key, "rejected", c.operation, ids.get(c.key, {}), f"lead made, note/items not: {exc}")
+                for c in changes
+            ]
+        outcomes = []
+        for change in changes:
+            got = ids.get(change.key, {})
+            if got.get("lead"):
+                outcomes.append(Outcome(change.key, "succeeded", change.operation, {**got, COMPLETE: got["lead"]}))
+            else:
+                outcomes.append(Outcome(change.key, "rejected", change.operation, got, "amoCRM returned no lead"))
+        return outcomes
+
+    def _update(self, updates: Sequence[Change]) -> list[Outcome]:
+        """A status (or price) change: PATCH only what changed; a move to 142/143 carries pipeline_id."""
+        bodies = []
+        for change in updates:
+            lead = change.payload["lead"]
+            old = (change.previous or {}).get("lead") or {}
+            body: dict[str, Any] = {"id": int(change.target_ids["lead"])}
+            if old.get("status_id") != lead["status_id"] or change.previous is None:
+                body["status_id"] = lead["status_id"]
+                body["pipeline_id"] = lead["pipeline_id"]
+            if old.get("price") != lead["price"]:
+                body["price"] = lead["price"]
+            if len(body) > 1:
+                bodies.append(body)
+        for chunk in _chunks(bodies):
+            self.client.update_leads(list(chunk))
+        return [Outcome(c.key, "succeeded", "update", dict(c.target_ids)) for c in updates]
+
+    # ---- indexes --------------------------------------------------------------------------
+
+    def _remember_contact(self, phone: str, contact_id: str) -> None:
+        self.indexes.contacts_by_phone[phone] = contact_id
+        self.indexes.new_contacts[phone] = contact_id
+
+    def _refresh_contacts(self) -> None:
+        """Learn contacts changed in amoCRM since the last run (newest first, stop at the watermark)."""
+        if self._contacts_refreshed:
+            return
+        self._contacts_refreshed = True
+        newest = self.indexes.contacts_watermark
+        for contact in self.client.iter_contacts_updated_since(self.indexes.contacts_watermark):
+            newest = max(newest, int(contact.get("updated_at") or 0))
+            for item in contact.get("custom_fields_values") or []:
+                if item.get("field_code") != "PHONE":
+                    continue
+                for value in item.get("values") or []:
+                    phone = normalize_phone(value.get("value"), self.settings.default_country)
+                    if phone and phone not in self.indexes.contacts_by_phone:
+                        self._remember_contact(phone, str(contact["id"]))
+        self.indexes.contacts_watermark = newest
+
+    def _ensure_elements(self, changes: Sequence[Change]) -> None:
+        """Every product code of these orders has a catalog element: found by code, else created."""
+        wanted: dict[str, dict[str, Any]] = {}
+        for change in changes:
+            for item in change.payload["items"]:
+                if item["code"] not in self.indexes.elements_by_code:
+                    wanted.setdefault(item["code"], item)
+        if not wanted:
+            return
+        for element in self.client.iter_catalog_elements(self.settings.catalog_id):
+            code = self._element_code(element)
+            if code and code not in self.indexes.elements_by_code:
+                self.indexes.elements_by_code[code] = str(element["id"])
+                self.indexes.new_elements[code] = str(element["id"])
+        missing = [item for code, item in wanted.items() if code not in self.indexes.elements_by_code]
+        for chunk in _chunks(missing):
+            bodies = [self._element_body(item) for item in chunk]
+            created = self.client.create_catalog_elements(self.settings.catalog_id, bodies)
+            for item, element in zip(chunk, created, strict=True):
+                self.indexes.elements_by_code[item["code"]] = str(element["id"])
+                self.indexes.new_elements[item["code"]] = str(element["id"])
+
+    def _element_code(self, element: CatalogElement) -> str | None:
+        for item in element.get("custom_fields_values") or []:
+            if (self.catalog.sku_field_id and item.get("field_id") == self.catalog.sku_field_id) or item.get(
+                "field_code"
+            ) == "SKU":
+                values = item.get("values") or []
+                if values:
+                    return str(values[0].get("value"))
+        name = str(element.get("name") or "")
+        if name.endswith("]") and " [" in name:
+            return name.rsplit(" [", 1)[1][:-1]
+        return None
+
+    def _element_body(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if self.catalog.sku_field_id:
+            values[str(self.catalog.sku_field_id)] = item["code"]
+        if self.catalog.price_field_id:
+            values[str(self.catalog.price_field_id)] = item["price"]
+        name = item["name"] if self.catalog.sku_field_id else f"{item['name']} [{item['code']}]"
+        body: dict[str, Any] = {"name": name, "request_id": item["code"]}
+        if values:
+            body["custom_fields_values"] = _fields(values)
+        return body

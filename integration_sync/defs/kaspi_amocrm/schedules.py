@@ -1,0 +1,96 @@
+"""Kaspi → amoCRM jobs: new orders every minute (with catch-up), reconciliation every 10 minutes.
+
+Both run the same job over a partition range in one run. The minute job covers yesterday and today,
+and reaches further back when the last successful load is older (API or Dagster down for hours),
+up to the 14-day window Kaspi serves; reconciliation re-reads the whole window so status changes of
+older, non-final orders reach amoCRM. A tick is skipped while a run of this flow is queued or
+running, so two runs never overlap and the queue never piles up.
+"""
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from integration_sync.defs.kaspi_amocrm.assets import GROUP, ORDERS_KEY, PUSH_TAG, kazakhstan_days
+
+KAZAKHSTAN = ZoneInfo("Asia/Almaty")
+WINDOW_DAYS = 14
+_RANGE_START = "dagster/asset_partition_range_start"
+_RANGE_END = "dagster/asset_partition_range_end"
+
+kaspi_amocrm_job = dg.define_asset_job(
+    "kaspi_amocrm_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=kazakhstan_days,
+    tags=PUSH_TAG,
+    description="Load Kaspi orders for a range of days, then push new orders and status changes to amoCRM.",
+)
+
+
+def _busy(context: dg.ScheduleEvaluationContext) -> bool:
+    runs = context.instance.get_run_records(
+        dg.RunsFilter(
+            tags=PUSH_TAG,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        ),
+        limit=1,
+    )
+    return bool(runs)
+
+
+def _first_day(today: datetime, last_success: float | None) -> datetime:
+    earliest = today - timedelta(days=WINDOW_DAYS - 1)
+    start = today - timedelta(days=1)
+    if last_success is not None:
+        last = datetime.fromtimestamp(last_success, KAZAKHSTAN) - timedelta(minutes=10)
+        start = min(start, max(earliest, last))
+    return max(start, earliest, _partition_start())
+
+
+def _partition_start() -> datetime:
+    first = kazakhstan_days.get_first_partition_key()
+    return datetime.fromisoformat(first or "1970-01-01").replace(tzinfo=KAZAKHSTAN)
+
+
+def _request(first: datetime, today: datetime, key: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=key,
+        tags={_RANGE_START: first.date().isoformat(), _RANGE_END: today.date().isoformat()},
+    )
+
+
+@dg.schedule(
+    job=kaspi_amocrm_job,
+    cron_schedule="* * * * *",
+    execution_timezone="Asia/Almaty",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """New orders: yesterday and today, or back to the last successful load (within 14 days)."""
+    if _busy(context):
+        return dg.SkipReason("a kaspi_amocrm run is queued or running")
+    now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
+    event = context.instance.get_latest_materialization_event(ORDERS_KEY)
+    first = _first_day(now, event.timestamp if event else None)
+    return _request(first, now, f"new@{now:%Y-%m-%dT%H:%M}")
+
+
+@dg.schedule(
+    job=kaspi_amocrm_job,
+    cron_schedule="*/10 * * * *",
+    execution_timezone="Asia/Almaty",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def kaspi_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Re-read the last 14 days so non-final orders' status changes reach amoCRM."""
+    if _busy(context):
+        return dg.SkipReason("a kaspi_amocrm run is queued or running")
+    now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
+    first = max(now - timedelta(days=WINDOW_DAYS - 1), _partition_start())
+    return _request(first, now, f"reconcile@{now:%Y-%m-%dT%H:%M}")

@@ -1,0 +1,277 @@
+"""The Kaspi orders tables: schema, idempotent partition loads, status history, desired-state query.
+
+A partition (a Kazakhstan calendar day) is replaced as a whole by each load. An order's lines never
+change, so they are fetched once and kept; a status that differs from the stored one is recorded in
+`kaspi_order_status_changes` before the partition is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from integration_sync.sync.bulk import insert_rows
+from integration_sync.sync.warehouse import Migration, Warehouse
+
+FLOW = "kaspi_amocrm"
+
+KASPI_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "kaspi_0001_orders",
+        """
+        CREATE TABLE kaspi_orders (
+            partition_date DATE NOT NULL,
+            code VARCHAR NOT NULL,
+            order_id VARCHAR,
+            status VARCHAR,
+            state VARCHAR,
+            creation_date TIMESTAMPTZ,
+            total_price DOUBLE,
+            customer_id VARCHAR,
+            cell_phone VARCHAR,
+            raw JSON NOT NULL,
+            fetched_at TIMESTAMPTZ NOT NULL,
+            run_id VARCHAR
+        );
+        CREATE TABLE kaspi_order_entries (
+            order_code VARCHAR NOT NULL,
+            entry_id VARCHAR,
+            entry_number INTEGER,
+            code VARCHAR,
+            name VARCHAR,
+            quantity DOUBLE,
+            base_price DOUBLE,
+            total_price DOUBLE,
+            raw JSON,
+            fetched_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE kaspi_order_status_changes (
+            order_code VARCHAR NOT NULL,
+            old_status VARCHAR,
+            new_status VARCHAR,
+            old_state VARCHAR,
+            new_state VARCHAR,
+            observed_at TIMESTAMPTZ NOT NULL,
+            run_id VARCHAR
+        );
+        CREATE TABLE kaspi_partition_counts (
+            partition_date DATE NOT NULL,
+            api_total INTEGER,
+            stored INTEGER NOT NULL,
+            fetched_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+)
+
+_ORDER_COLUMNS = {
+    "partition_date": "DATE",
+    "code": "VARCHAR",
+    "order_id": "VARCHAR",
+    "status": "VARCHAR",
+    "state": "VARCHAR",
+    "creation_date": "TIMESTAMPTZ",
+    "total_price": "DOUBLE",
+    "customer_id": "VARCHAR",
+    "cell_phone": "VARCHAR",
+    "raw": "JSON",
+    "fetched_at": "TIMESTAMPTZ",
+    "run_id": "VARCHAR",
+}
+_ENTRY_COLUMNS = {
+    "order_code": "VARCHAR",
+    "entry_id": "VARCHAR",
+    "entry_number": "INTEGER",
+    "code": "VARCHAR",
+    "name": "VARCHAR",
+    "quantity": "DOUBLE",
+    "base_price": "DOUBLE",
+    "total_price": "DOUBLE",
+    "raw": "JSON",
+    "fetched_at": "TIMESTAMPTZ",
+}
+
+
+@dataclass
+class OrderRow:
+    """One fetched order: its JSON:API attributes (+ id) and its lines, ready to store."""
+
+    code: str
+    order_id: str
+    day: date
+    attributes: dict[str, Any]
+    entries: list[dict[str, Any]]
+
+
+@dataclass
+class OrdersLoadReport:
+    fetched: int = 0
+    new: int = 0
+    stored: int = 0
+    status_changes: int = 0
+    status_change_samples: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def known_entries(warehouse: Warehouse, codes: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Stored lines by order code (all, or of `codes`): lines never change, so they are fetched once."""
+    with warehouse.connect() as conn:
+        rows = conn.execute(
+            "SELECT order_code, entry_id, entry_number, code, name, quantity, base_price, total_price, raw"
+            " FROM kaspi_order_entries WHERE $all OR list_contains($codes, order_code)"
+            " ORDER BY order_code, entry_number",
+            {"all": codes is None, "codes": list(codes or [])},
+        ).fetchall()
+    result: dict[str, list[dict[str, Any]]] = {}
+    for code, entry_id, number, product, name, quantity, base, total, raw in rows:
+        result.setdefault(code, []).append(
+            {
+                "id": entry_id,
+                "entry_number": number,
+                "code": product,
+                "name": name,
+                "quantity": quantity,
+                "base_price": base,
+                "total_price": total,
+                "raw": json.loads(raw) if isinstance(raw, str) else raw,
+            }
+        )
+    return result
+
+
+def store_orders(
+    warehouse: Warehouse,
+    orders: Sequence[OrderRow],
+    *,
+    first_day: date,
+    last_day: date,
+    api_totals: Mapping[date, int],
+    run_id: str,
+) -> OrdersLoadReport:
+    """Replace the creation-day partitions first_day..last_day with `orders` and record status moves."""
+    report = OrdersLoadReport(fetched=len(orders))
+    now = datetime.now(UTC)
+    unique = {o.code: o for o in orders}
+    with warehouse.transaction() as conn:
+        before = {
+            code: (status, state)
+            for code, status, state in conn.execute(
+                "SELECT code, status, state FROM kaspi_orders WHERE list_contains(?, code)", [list(unique)]
+            ).fetchall()
+        }
+        changes = []
+        for order in unique.values():
+            status, state = order.attributes.get("status"), order.attributes.get("state")
+            if order.code not in before:
+                report.new += 1
+            elif before[order.code] != (status, state):
+                changes.append([order.code, *before[order.code], status, state])
+        for code, old_status, old_state, new_status, new_state in changes:
+            conn.execute(
+                "INSERT INTO kaspi_order_status_changes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [code, old_status, new_status, old_state, new_state, now, run_id],
+            )
+        report.status_changes = len(changes)
+        report.status_change_samples = [(c[0], f"{c[1]} → {c[3]}") for c in changes[:20]]
+        conn.execute(
+            "DELETE FROM kaspi_orders WHERE partition_date BETWEEN ? AND ? OR list_contains(?, code)",
+            [first_day, last_day, list(unique)],
+        )
+        report.stored = insert_rows(
+            conn,
+            "kaspi_orders",
+            _ORDER_COLUMNS,
+            (
+                {
+                    "partition_date": o.day,
+                    "code": o.code,
+                    "order_id": o.order_id,
+                    "status": o.attributes.get("status"),
+                    "state": o.attributes.get("state"),
+                    "creation_date": _ms(o.attributes.get("creationDate")),
+                    "total_price": _number(o.attributes.get("totalPrice")),
+                    "customer_id": (o.attributes.get("customer") or {}).get("id")
+                    if isinstance(o.attributes.get("customer"), dict)
+                    else None,
+                    "cell_phone": (o.attributes.get("customer") or {}).get("cellPhone")
+                    if isinstance(o.attributes.get("customer"), dict)
+                    else None,
+                    "raw": {"id": o.order_id, **o.attributes},
+                    "fetched_at": now,
+                    "run_id": run_id,
+                }
+                for o in unique.values()
+            ),
+        )
+        conn.execute("DELETE FROM kaspi_order_entries WHERE list_contains(?, order_code)", [list(unique)])
+        insert_rows(
+            conn,
+            "kaspi_order_entries",
+            _ENTRY_COLUMNS,
+            (
+                {
+                    "order_code": o.code,
+                    "entry_id": e.get("id"),
+                    "entry_number": e.get("entry_number"),
+                    "code": e.get("code"),
+                    "name": e.get("name"),
+                    "quantity": _number(e.get("quantity")),
+                    "base_price": _number(e.get("base_price")),
+                    "total_price": _number(e.get("total_price")),
+                    "raw": e.get("raw"),
+                    "fetched_at": now,
+                }
+                for o in unique.values()
+                for e in o.entries
+            ),
+        )
+        conn.execute("DELETE FROM kaspi_partition_counts WHERE partition_date BETWEEN ? AND ?", [first_day, last_day])
+        stored_per_day: dict[date, int] = {}
+        for order in unique.values():
+            stored_per_day[order.day] = stored_per_day.get(order.day, 0) + 1
+        for day, total in api_totals.items():
+            conn.execute(
+                "INSERT INTO kaspi_partition_counts VALUES (?, ?, ?, ?)", [day, total, stored_per_day.get(day, 0), now]
+            )
+    return report
+
+
+def _ms(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return None
+
+
+def orders_to_sync(warehouse: Warehouse, since: date) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Orders created since `since`, plus any older one not yet synced: (attributes, lines)."""
+    with warehouse.connect() as conn:
+        rows = conn.execute(
+            "SELECT o.code, o.raw FROM kaspi_orders o"
+            " LEFT JOIN sync_state s ON s.flow = ? AND s.entity = 'order' AND s.source_key = o.code"
+            " WHERE o.partition_date >= ? OR s.status IS NULL OR s.status <> 'synced'"
+            " ORDER BY o.creation_date, o.code",
+            [FLOW, since],
+        ).fetchall()
+    entries = known_entries(warehouse, [code for code, _ in rows])
+    for code, raw in rows:
+        attributes = json.loads(raw) if isinstance(raw, str) else raw
+        yield attributes, entries.get(code, [])
+
+
+def partition_mismatches(warehouse: Warehouse) -> list[tuple[date, int, int]]:
+    """Days whose stored order count differs from Kaspi's totalCount at the last load."""
+    with warehouse.connect() as conn:
+        rows = conn.execute(
+            "SELECT partition_date, api_total, stored FROM kaspi_partition_counts"
+            " WHERE api_total IS NOT NULL AND api_total <> stored ORDER BY 1"
+        ).fetchall()
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]

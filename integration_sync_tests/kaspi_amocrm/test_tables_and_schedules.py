@@ -1,0 +1,117 @@
+"""Kaspi tables (idempotent loads, status history, counts) and the schedules' windows."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from integration_sync.defs.kaspi_amocrm.schedules import KAZAKHSTAN, WINDOW_DAYS, _first_day, kaspi_new_orders
+from integration_sync.defs.kaspi_amocrm.tables import (
+    OrderRow,
+    known_entries,
+    orders_to_sync,
+    partition_mismatches,
+    store_orders,
+)
+from integration_sync.defs.resources import WarehouseResource
+from integration_sync.sync.warehouse import Warehouse
+
+DAY = date(2026, 11, 20)
+
+
+def row(code: str, status: str = "APPROVED_BY_BANK", day: date = DAY) -> OrderRow:
+    attributes: dict[str, Any] = {
+        "code": code,
+        "status": status,
+        "state": "NEW",
+        "totalPrice": 100,
+        "creationDate": 1_795_199_400_000,
+        "customer": {"id": "c", "cellPhone": "7011234567"},
+    }
+    entries = [
+        {
+            "id": f"{code}-1",
+            "entry_number": 1,
+            "code": "SKU",
+            "name": "Товар",
+            "quantity": 1,
+            "base_price": 100,
+            "total_price": 100,
+            "raw": {},
+        }
+    ]
+    return OrderRow(code=code, order_id=f"id-{code}", day=day, attributes=attributes, entries=entries)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Warehouse:
+    return WarehouseResource(database=str(tmp_path / "w.duckdb")).warehouse()
+
+
+def test_reloading_a_day_replaces_it_and_keeps_lines_once(store: Warehouse) -> None:
+    for _ in range(2):
+        report = store_orders(store, [row("1"), row("2")], first_day=DAY, last_day=DAY, api_totals={DAY: 2}, run_id="r")
+    assert (report.fetched, report.stored, report.new) == (2, 2, 0)
+    assert {k: len(v) for k, v in known_entries(store).items()} == {"1": 1, "2": 1}
+    assert partition_mismatches(store) == []
+
+
+def test_status_moves_are_recorded(store: Warehouse) -> None:
+    store_orders(store, [row("1")], first_day=DAY, last_day=DAY, api_totals={DAY: 1}, run_id="r1")
+    report = store_orders(store, [row("1", "COMPLETED")], first_day=DAY, last_day=DAY, api_totals={DAY: 1}, run_id="r2")
+    assert report.status_changes == 1
+    with store.connect() as conn:
+        moves = conn.execute("SELECT order_code, old_status, new_status FROM kaspi_order_status_changes").fetchall()
+    assert moves == [("1", "APPROVED_BY_BANK", "COMPLETED")]
+
+
+def test_a_count_below_kaspis_total_is_reported(store: Warehouse) -> None:
+    store_orders(store, [row("1")], first_day=DAY, last_day=DAY, api_totals={DAY: 3}, run_id="r")
+    assert partition_mismatches(store) == [(DAY, 3, 1)]
+
+
+def test_old_unsynced_orders_stay_in_the_desired_state(store: Warehouse) -> None:
+    old = DAY - timedelta(days=60)
+    store_orders(store, [row("old", day=old)], first_day=old, last_day=old, api_totals={}, run_id="r")
+    store_orders(store, [row("new")], first_day=DAY, last_day=DAY, api_totals={}, run_id="r")
+    codes = [attrs["code"] for attrs, _ in orders_to_sync(store, since=DAY - timedelta(days=1))]
+    assert sorted(codes) == ["new", "old"]
+
+
+def test_kazakhstan_is_utc_plus_5_in_this_tzdata() -> None:
+    # All of Kazakhstan moved to UTC+5 on 2024-03-01; an older tzdata would split days wrongly.
+    offset = datetime(2026, 6, 1, 12, tzinfo=ZoneInfo("Asia/Almaty")).utcoffset()
+    assert offset == timedelta(hours=5), "update tzdata: Asia/Almaty must be UTC+5"
+
+
+def test_minute_window_is_yesterday_and_today_then_catches_up_after_an_outage() -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=KAZAKHSTAN)
+    assert _first_day(now, (now - timedelta(minutes=1)).timestamp()).date() == date(2026, 11, 22)
+    down = now - timedelta(days=3, hours=5)
+    assert _first_day(now, down.timestamp()).date() == date(2026, 11, 20)
+    ancient = now - timedelta(days=60)
+    assert _first_day(now, ancient.timestamp()).date() == (now - timedelta(days=WINDOW_DAYS - 1)).date()
+
+
+def test_minute_schedule_requests_a_range_run_and_skips_when_busy() -> None:
+    tick = datetime(2026, 11, 23, 12, 0, tzinfo=KAZAKHSTAN)
+    with dg.instance_for_test() as instance:
+        request = kaspi_new_orders(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        assert isinstance(request, dg.RunRequest)
+        assert request.tags["dagster/asset_partition_range_start"] == "2026-11-22"
+        assert request.tags["dagster/asset_partition_range_end"] == "2026-11-23"
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="kaspi_amocrm_job",
+                run_id="busy",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"integration_sync/push": "kaspi_amocrm"},
+            )
+        )
+        busy = kaspi_new_orders(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        assert isinstance(busy, dg.SkipReason)
