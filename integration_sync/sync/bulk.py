@@ -9,18 +9,34 @@ from typing import Any
 
 import orjson
 
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
 
-def insert_rows(conn: Any, table: str, columns: Mapping[str, str], rows: Iterable[Mapping[str, Any]]) -> int:
+
+def _default(value: Any) -> Any:
+    # datetimes as ISO strings DuckDB reads back exactly; anything else as its text
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def insert_rows(
+    conn: Any,
+    table: str,
+    columns: Mapping[str, str],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    on_conflict: str = "",
+) -> int:
     """Insert `rows` (dicts keyed by column) into `table`; `columns` maps each column to its DuckDB type.
 
-    `table` and the column names come from the caller's code, never from data.
+    `on_conflict` is an optional `ON CONFLICT (...) DO UPDATE SET ...` clause for upserts (the rows
+    must then be unique on the conflict key). `table`, the column names and the clause come from the
+    caller's code, never from data.
     """
     with tempfile.TemporaryDirectory(prefix="bulk-") as tmp:
         path = Path(tmp) / "rows.ndjson"
         count = 0
         with path.open("wb") as out:
             for row in rows:
-                out.write(orjson.dumps({c: row.get(c) for c in columns}, default=str, option=orjson.OPT_APPEND_NEWLINE))
+                out.write(orjson.dumps({c: row.get(c) for c in columns}, default=_default, option=_OPTIONS))
                 count += 1
         if not count:
             return 0
@@ -28,7 +44,7 @@ def insert_rows(conn: Any, table: str, columns: Mapping[str, str], rows: Iterabl
         names = ", ".join(columns)
         conn.execute(
             f"INSERT INTO {table} ({names}) SELECT {names} FROM read_json($path,"  # noqa: S608 - names from code
-            f" format = 'newline_delimited', columns = {{{spec}}})",
+            f" format = 'newline_delimited', columns = {{{spec}}}) {on_conflict}",
             {"path": str(path)},
         )
     return count

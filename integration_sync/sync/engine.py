@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError, AuthError, ConfigError
+from integration_sync.sync.bulk import insert_rows
 from integration_sync.sync.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -396,18 +397,29 @@ class SyncEngine:
     def _mark_in_flight(self, chunk: Sequence[Change]) -> None:
         now = _now()
         with self.warehouse.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO sync_state (flow, entity, source_key, status, attempt_hash, attempt_payload,"
-                " attempt_operation, attempts, last_run_id, updated_at)"
-                " VALUES (?, ?, ?, 'in_flight', ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = 'in_flight',"
+            insert_rows(
+                conn,
+                "sync_state",
+                _STATE_COLUMNS,
+                (
+                    {
+                        "flow": self.flow,
+                        "entity": self.entity,
+                        "source_key": c.key,
+                        "status": "in_flight",
+                        "attempt_hash": c.hash,
+                        "attempt_payload": c.payload,
+                        "attempt_operation": c.operation,
+                        "attempts": c.attempts,
+                        "last_run_id": self.run_id,
+                        "updated_at": now,
+                    }
+                    for c in chunk
+                ),
+                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = 'in_flight',"
                 " attempt_hash = excluded.attempt_hash, attempt_payload = excluded.attempt_payload,"
                 " attempt_operation = excluded.attempt_operation, last_run_id = excluded.last_run_id,"
                 " updated_at = excluded.updated_at",
-                [
-                    [self.flow, self.entity, c.key, c.hash, _dump(c.payload), c.operation, c.attempts, self.run_id, now]
-                    for c in chunk
-                ],
             )
 
     def _restore(self, chunk: Sequence[Change]) -> None:
@@ -429,13 +441,22 @@ class SyncEngine:
 
     def _settle(self, pairs: Sequence[tuple[Change, Outcome]], report: SyncReport) -> None:
         now = _now()
-        state_rows: list[list[Any]] = []
-        id_rows: list[list[Any]] = []
-        log_rows: list[list[Any]] = []
+        state_rows: list[dict[str, Any]] = []
+        id_rows: list[dict[str, Any]] = []
+        log_rows: list[dict[str, Any]] = []
+        base = {"flow": self.flow, "entity": self.entity, "last_run_id": self.run_id, "updated_at": now}
         for change, outcome in pairs:
             for entity, target_id in outcome.target_ids.items():
                 if target_id:
-                    id_rows.append([self.flow, entity, change.key, str(target_id), now])
+                    id_rows.append(
+                        {
+                            "flow": self.flow,
+                            "entity": entity,
+                            "source_key": change.key,
+                            "target_id": str(target_id),
+                            "updated_at": now,
+                        }
+                    )
             if outcome.status == "succeeded":
                 if outcome.operation == "create":
                     report.created += 1
@@ -444,144 +465,171 @@ class SyncEngine:
                 else:
                     report.settled += 1
                 state_rows.append(
-                    [
-                        self.flow,
-                        self.entity,
-                        change.key,
-                        "synced",
-                        change.hash,
-                        _dump(change.payload),
-                        0,
-                        None,
-                        self.run_id,
-                        now,
-                        now,
-                    ]
+                    {
+                        **base,
+                        "source_key": change.key,
+                        "status": "synced",
+                        "pushed_hash": change.hash,
+                        "pushed_payload": change.payload,
+                        "attempts": 0,
+                        "first_synced_at": now,
+                    }
                 )
             else:
                 report.rejected += 1
                 if len(report.rejected_samples) < _SAMPLE_LIMIT:
                     report.rejected_samples.append((change.key, outcome.message))
                 state_rows.append(
-                    [
-                        self.flow,
-                        self.entity,
-                        change.key,
-                        "rejected",
-                        None,
-                        None,
-                        change.attempts + 1,
-                        outcome.message,
-                        self.run_id,
-                        None,
-                        now,
-                    ]
+                    {
+                        **base,
+                        "source_key": change.key,
+                        "status": "rejected",
+                        "attempts": change.attempts + 1,
+                        "last_error": outcome.message,
+                    }
                 )
             log_rows.append(
-                [
-                    self.run_id,
-                    self.flow,
-                    self.entity,
-                    change.key,
-                    outcome.operation,
-                    outcome.status,
-                    outcome.message or None,
-                    _dump(change.payload),
-                    now,
-                ]
+                {
+                    "run_id": self.run_id,
+                    "flow": self.flow,
+                    "entity": self.entity,
+                    "source_key": change.key,
+                    "operation": outcome.operation,
+                    "status": outcome.status,
+                    "message": outcome.message or None,
+                    "payload": change.payload,
+                    "created_at": now,
+                }
             )
         with self.warehouse.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO sync_state (flow, entity, source_key, status, pushed_hash, pushed_payload,"
-                " attempts, last_error, last_run_id, first_synced_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = excluded.status,"
+            insert_rows(
+                conn,
+                "sync_state",
+                _STATE_COLUMNS,
+                state_rows,
+                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = excluded.status,"
                 " pushed_hash = COALESCE(excluded.pushed_hash, sync_state.pushed_hash),"
                 " pushed_payload = COALESCE(excluded.pushed_payload, sync_state.pushed_payload),"
                 " attempts = excluded.attempts, last_error = excluded.last_error,"
                 " last_run_id = excluded.last_run_id,"
                 " first_synced_at = COALESCE(sync_state.first_synced_at, excluded.first_synced_at),"
                 " updated_at = excluded.updated_at",
-                state_rows,
             )
-            if id_rows:
-                conn.executemany(
-                    "INSERT INTO id_map (flow, entity, source_key, target_id, updated_at) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (flow, entity, source_key) DO UPDATE SET target_id = excluded.target_id,"
-                    " updated_at = excluded.updated_at",
-                    id_rows,
-                )
-            self._insert_log(conn, log_rows)
+            insert_rows(
+                conn,
+                "id_map",
+                _ID_COLUMNS,
+                id_rows,
+                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET target_id = excluded.target_id,"
+                " updated_at = excluded.updated_at",
+            )
+            insert_rows(conn, "sync_log", _LOG_COLUMNS, log_rows)
 
     def _record_invalid(self, invalid: Sequence[Desired]) -> None:
         if not invalid:
             return
         now = _now()
         with self.warehouse.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO sync_state (flow, entity, source_key, status, attempts, last_error, last_run_id,"
-                " updated_at) VALUES (?, ?, ?, 'invalid', 0, ?, ?, ?)"
-                " ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = 'invalid',"
+            insert_rows(
+                conn,
+                "sync_state",
+                _STATE_COLUMNS,
+                (
+                    {
+                        "flow": self.flow,
+                        "entity": self.entity,
+                        "source_key": d.key,
+                        "status": "invalid",
+                        "attempts": 0,
+                        "last_error": d.invalid_reason,
+                        "last_run_id": self.run_id,
+                        "updated_at": now,
+                    }
+                    for d in invalid
+                ),
+                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = 'invalid',"
                 " last_error = excluded.last_error, last_run_id = excluded.last_run_id,"
                 " updated_at = excluded.updated_at",
-                [[self.flow, self.entity, d.key, d.invalid_reason, self.run_id, now] for d in invalid],
             )
-            self._insert_log(
+            insert_rows(
                 conn,
-                [
-                    [
-                        self.run_id,
-                        self.flow,
-                        self.entity,
-                        d.key,
-                        "validate",
-                        "invalid",
-                        d.invalid_reason,
-                        _dump(d.payload),
-                        now,
-                    ]
+                "sync_log",
+                _LOG_COLUMNS,
+                (
+                    {
+                        "run_id": self.run_id,
+                        "flow": self.flow,
+                        "entity": self.entity,
+                        "source_key": d.key,
+                        "operation": "validate",
+                        "status": "invalid",
+                        "message": d.invalid_reason,
+                        "payload": d.payload,
+                        "created_at": now,
+                    }
                     for d in invalid
-                ],
+                ),
             )
 
     def _record_plan(self, changes: Sequence[Change], report: SyncReport) -> None:
         report.planned = len(changes)
-        if not changes:
-            return
         now = _now()
         with self.warehouse.transaction() as conn:
-            self._insert_log(
+            insert_rows(
                 conn,
-                [
-                    [
-                        self.run_id,
-                        self.flow,
-                        self.entity,
-                        c.key,
-                        c.operation,
-                        "planned",
-                        "dry run" + (": settle in-flight record" if c.in_flight else ""),
-                        _dump(c.payload),
-                        now,
-                    ]
+                "sync_log",
+                _LOG_COLUMNS,
+                (
+                    {
+                        "run_id": self.run_id,
+                        "flow": self.flow,
+                        "entity": self.entity,
+                        "source_key": c.key,
+                        "operation": c.operation,
+                        "status": "planned",
+                        "message": "dry run" + (": settle in-flight record" if c.in_flight else ""),
+                        "payload": c.payload,
+                        "created_at": now,
+                    }
                     for c in changes
-                ],
-            )
-
-    @staticmethod
-    def _insert_log(conn: Any, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            conn.executemany(
-                "INSERT INTO sync_log (run_id, flow, entity, source_key, operation, status, message, payload,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                ),
             )
 
 
-def _dump(payload: Mapping[str, Any] | None) -> str | None:
-    if payload is None:
-        return None
-    return json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
+_STATE_COLUMNS = {
+    "flow": "VARCHAR",
+    "entity": "VARCHAR",
+    "source_key": "VARCHAR",
+    "status": "VARCHAR",
+    "pushed_hash": "VARCHAR",
+    "pushed_payload": "JSON",
+    "attempt_hash": "VARCHAR",
+    "attempt_payload": "JSON",
+    "attempt_operation": "VARCHAR",
+    "attempts": "INTEGER",
+    "last_error": "VARCHAR",
+    "last_run_id": "VARCHAR",
+    "first_synced_at": "TIMESTAMPTZ",
+    "updated_at": "TIMESTAMPTZ",
+}
+_ID_COLUMNS = {
+    "flow": "VARCHAR",
+    "entity": "VARCHAR",
+    "source_key": "VARCHAR",
+    "target_id": "VARCHAR",
+    "updated_at": "TIMESTAMPTZ",
+}
+_LOG_COLUMNS = {
+    "run_id": "VARCHAR",
+    "flow": "VARCHAR",
+    "entity": "VARCHAR",
+    "source_key": "VARCHAR",
+    "operation": "VARCHAR",
+    "status": "VARCHAR",
+    "message": "VARCHAR",
+    "payload": "JSON",
+    "created_at": "TIMESTAMPTZ",
+}
 
 
 def _json(value: Any) -> dict[str, Any] | None:

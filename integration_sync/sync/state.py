@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from integration_sync.sync.bulk import insert_rows
 from integration_sync.sync.warehouse import Migration, Warehouse
 
 ENGINE_MIGRATIONS: tuple[Migration, ...] = (
@@ -98,16 +99,27 @@ def read_lookup(warehouse: Warehouse, flow: str, entity: str) -> dict[str, str]:
 
 
 def write_lookup(warehouse: Warehouse, flow: str, entity: str, entries: dict[str, str]) -> None:
-    """Add or replace lookup entries (one short transaction)."""
+    """Add or replace lookup entries (one short transaction, bulk)."""
     if not entries:
         return
     now = datetime.now(UTC)
     with warehouse.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO id_map (flow, entity, source_key, target_id, updated_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (flow, entity, source_key) DO UPDATE SET target_id = excluded.target_id,"
+        insert_rows(
+            conn,
+            "id_map",
+            {
+                "flow": "VARCHAR",
+                "entity": "VARCHAR",
+                "source_key": "VARCHAR",
+                "target_id": "VARCHAR",
+                "updated_at": "TIMESTAMPTZ",
+            },
+            (
+                {"flow": flow, "entity": entity, "source_key": k, "target_id": v, "updated_at": now}
+                for k, v in entries.items()
+            ),
+            on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET target_id = excluded.target_id,"
             " updated_at = excluded.updated_at",
-            [[flow, entity, key, value, now] for key, value in entries.items()],
         )
 
 

@@ -42,6 +42,7 @@ def run_flow(
     dry_run: bool = False,
     limit: int | None = None,
     raise_on_error: bool = True,
+    incremental: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the flow over a range of days in one run, as the schedules do."""
     first = first_day or today() - timedelta(days=days)
@@ -57,6 +58,7 @@ def run_flow(
             tags={
                 "dagster/asset_partition_range_start": first.isoformat(),
                 "dagster/asset_partition_range_end": today().isoformat(),
+                "integration_sync/kaspi_mode": "incremental" if incremental else "full",
             },
             run_config=run_config,
             raise_on_error=raise_on_error,

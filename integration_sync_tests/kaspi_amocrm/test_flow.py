@@ -162,3 +162,18 @@ def test_malformed_orders_are_invalid_with_reasons(env: dict[str, str], control:
     assert meta["invalid"] == 2 and meta["created"] == len(kaspi_orders(control)) - 2
     reasons = str(meta["invalid_sample"])
     assert "no valid customer phone" in reasons and "totalPrice is not a number" in reasons
+
+
+def test_minute_run_reads_one_page_per_day_and_picks_up_new_orders(env: dict[str, str], control: httpx.Client) -> None:
+    control.post("/_sandbox/reset", json={"seed": 6, "kaspi_orders": 250, "days": 2}).raise_for_status()
+    run_flow(env, days=2)
+    stats = control.get("/_sandbox/stats").json()
+    kaspi_before, amo_before = stats["kaspi"]["requests"], stats["amocrm"]["requests"]
+    idle = run_flow(env, days=1, incremental=True)
+    stats = control.get("/_sandbox/stats").json()
+    assert stats["kaspi"]["requests"] - kaspi_before == 2  # yesterday and today, one page each
+    assert stats["amocrm"]["requests"] - amo_before == 0
+    assert push_metadata(idle)["api_requests"] == 0
+    made = control.post("/_sandbox/kaspi/orders", json={"count": 2}).json()
+    run_flow(env, days=1, incremental=True)
+    assert set(made["codes"]) <= set(leads_by_code(control, env))

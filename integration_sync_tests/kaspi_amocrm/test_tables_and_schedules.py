@@ -105,6 +105,7 @@ def test_minute_schedule_requests_a_range_run_and_skips_when_busy() -> None:
         assert isinstance(request, dg.RunRequest)
         assert request.tags["dagster/asset_partition_range_start"] == "2026-11-22"
         assert request.tags["dagster/asset_partition_range_end"] == "2026-11-23"
+        assert request.tags["integration_sync/kaspi_mode"] == "incremental"
         instance.add_run(
             dg.DagsterRun(
                 job_name="kaspi_amocrm_job",

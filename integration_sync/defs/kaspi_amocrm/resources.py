@@ -23,9 +23,16 @@ class KaspiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     token: str
     page_size: int = 100
     max_window_days: int = 14
+    rate_per_s: float = 6.0
 
     def client(self) -> KaspiClient:
-        return KaspiClient(self.base_url, self.token, page_size=self.page_size, max_window_days=self.max_window_days)
+        return KaspiClient(
+            self.base_url,
+            self.token,
+            page_size=self.page_size,
+            max_window_days=self.max_window_days,
+            rate_per_s=self.rate_per_s,
+        )
 
 
 class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -38,7 +45,7 @@ class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     access_token: str = ""
     refresh_token: str = ""
     long_lived_token: str = ""
-    rate_per_s: float = 6.5
+    rate_per_s: float = 6.8
     state_dir: str = "data/state"
 
     def client(self) -> AmoCrmClient:
@@ -105,6 +112,7 @@ def kaspi_resource() -> KaspiResource:
         base_url=dg.EnvVar("KASPI_BASE_URL"),
         token=dg.EnvVar("KASPI_TOKEN"),
         max_window_days=env_int("KASPI_MAX_WINDOW_DAYS", 14) or 14,
+        rate_per_s=env_float("KASPI_RATE_PER_S", 6.0),
     )
 
 
@@ -117,7 +125,7 @@ def amocrm_resource() -> AmoCrmResource:
         access_token=dg.EnvVar("AMO_ACCESS_TOKEN") if _env("AMO_ACCESS_TOKEN") else "",
         refresh_token=dg.EnvVar("AMO_REFRESH_TOKEN") if _env("AMO_REFRESH_TOKEN") else "",
         long_lived_token=dg.EnvVar("AMO_LONG_LIVED_TOKEN") if _env("AMO_LONG_LIVED_TOKEN") else "",
-        rate_per_s=env_float("AMO_RATE_PER_S", 6.5),
+        rate_per_s=env_float("AMO_RATE_PER_S", 6.8),
         state_dir=str(data_dir() / "state"),
     )
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from integration_sync.defs.kaspi_amocrm.assets import GROUP, ORDERS_KEY, PUSH_TAG, kazakhstan_days
+from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, ORDERS_KEY, PUSH_TAG, kazakhstan_days
 
 KAZAKHSTAN = ZoneInfo("Asia/Almaty")
 WINDOW_DAYS = 14
@@ -58,10 +58,10 @@ def _partition_start() -> datetime:
     return datetime.fromisoformat(first or "1970-01-01").replace(tzinfo=KAZAKHSTAN)
 
 
-def _request(first: datetime, today: datetime, key: str) -> dg.RunRequest:
+def _request(first: datetime, today: datetime, key: str, mode: str) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=key,
-        tags={_RANGE_START: first.date().isoformat(), _RANGE_END: today.date().isoformat()},
+        tags={_RANGE_START: first.date().isoformat(), _RANGE_END: today.date().isoformat(), MODE_TAG: mode},
     )
 
 
@@ -78,7 +78,7 @@ def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | d
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
     event = context.instance.get_latest_materialization_event(ORDERS_KEY)
     first = _first_day(now, event.timestamp if event else None)
-    return _request(first, now, f"new@{now:%Y-%m-%dT%H:%M}")
+    return _request(first, now, f"new@{now:%Y-%m-%dT%H:%M}", "incremental")
 
 
 @dg.schedule(
@@ -93,4 +93,4 @@ def kaspi_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
         return dg.SkipReason("a kaspi_amocrm run is queued or running")
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
     first = max(now - timedelta(days=WINDOW_DAYS - 1), _partition_start())
-    return _request(first, now, f"reconcile@{now:%Y-%m-%dT%H:%M}")
+    return _request(first, now, f"reconcile@{now:%Y-%m-%dT%H:%M}", "full")

@@ -156,8 +156,10 @@ def store_orders(
     last_day: date,
     api_totals: Mapping[date, int],
     run_id: str,
+    replace: bool = True,
 ) -> OrdersLoadReport:
-    """Replace the creation-day partitions first_day..last_day with `orders` and record status moves."""
+    """Replace the creation-day partitions first_day..last_day with `orders` (or with `replace=False`
+    merge them in) and record status moves."""
     report = OrdersLoadReport(fetched=len(orders))
     now = datetime.now(UTC)
     unique = {o.code: o for o in orders}
@@ -183,8 +185,8 @@ def store_orders(
         report.status_changes = len(changes)
         report.status_change_samples = [(c[0], f"{c[1]} → {c[3]}") for c in changes[:20]]
         conn.execute(
-            "DELETE FROM kaspi_orders WHERE partition_date BETWEEN ? AND ? OR list_contains(?, code)",
-            [first_day, last_day, list(unique)],
+            "DELETE FROM kaspi_orders WHERE (? AND partition_date BETWEEN ? AND ?) OR list_contains(?, code)",
+            [replace, first_day, last_day, list(unique)],
         )
         report.stored = insert_rows(
             conn,
@@ -234,11 +236,11 @@ def store_orders(
                 for e in o.entries
             ),
         )
-        conn.execute("DELETE FROM kaspi_partition_counts WHERE partition_date BETWEEN ? AND ?", [first_day, last_day])
         stored_per_day: dict[date, int] = {}
         for order in unique.values():
             stored_per_day[order.day] = stored_per_day.get(order.day, 0) + 1
         for day, total in api_totals.items():
+            conn.execute("DELETE FROM kaspi_partition_counts WHERE partition_date = ?", [day])
             conn.execute(
                 "INSERT INTO kaspi_partition_counts VALUES (?, ?, ?, ?)", [day, total, stored_per_day.get(day, 0), now]
             )
@@ -265,6 +267,17 @@ def orders_to_sync(warehouse: Warehouse, since: date) -> Iterator[tuple[dict[str
     for code, raw in rows:
         attributes = json.loads(raw) if isinstance(raw, str) else raw
         yield attributes, entries.get(code, [])
+
+
+def newest_per_day(warehouse: Warehouse, first_day: date, last_day: date) -> dict[date, datetime]:
+    """The newest stored creationDate of each day (days with no order are absent)."""
+    with warehouse.connect() as conn:
+        rows = conn.execute(
+            "SELECT partition_date, max(creation_date) FROM kaspi_orders"
+            " WHERE partition_date BETWEEN ? AND ? AND creation_date IS NOT NULL GROUP BY 1",
+            [first_day, last_day],
+        ).fetchall()
+    return {row[0]: row[1] for row in rows}
 
 
 def partition_mismatches(warehouse: Warehouse) -> list[tuple[date, int, int]]:
