@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
 
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, docker stop) stops the children like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
+
     def start(argv: Sequence[str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(list(argv), env=env, cwd=root)  # noqa: S603 - our own executables
         procs.append(proc)
@@ -62,6 +68,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         sandbox = args.sandbox or not any(env.get(name) for name in CREDENTIAL_VARS)
         if sandbox:
             from integration_sync.sandbox.env import sandbox_env
+
+            # The sandbox's accounts are new at every start: so are its warehouse and token store.
+            data = root / "data" / "sandbox"
+            shutil.rmtree(data, ignore_errors=True)
+            data.mkdir(parents=True)
+            env["INTEGRATION_SYNC_DATA_DIR"] = str(data)
+            env.pop("WAREHOUSE_PATH", None)
 
             base = f"http://{args.host}:{args.sandbox_port}"
             proc = start(
@@ -94,7 +107,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     from integration_sync.sandbox.server import SandboxConfig, serve
 
-    config = SandboxConfig(seed=args.seed, abcp_users=args.abcp_users, days=args.days)
+    config = SandboxConfig(seed=args.seed, abcp_users=args.abcp_users, days=args.days, kaspi_orders=args.kaspi_orders)
     serve(config, args.host, args.port)
     return 0
 
@@ -133,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=1)
     serve.add_argument("--abcp-users", type=int, default=200)
     serve.add_argument("--days", type=int, default=30)
+    serve.add_argument("--kaspi-orders", type=int, default=300)
     serve.set_defaults(func=cmd_sandbox_serve)
     env = sandbox_sub.add_parser("env", help="print export lines pointing every connector at the sandbox")
     env.add_argument("--host", default="127.0.0.1")

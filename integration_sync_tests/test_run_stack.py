@@ -76,6 +76,11 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
         assert groups["abcp/users"] == "abcp_bitrix24"
         assert groups["abcp/user_changes"] == "abcp_bitrix24"
         assert groups["bitrix24/user_deals"] == "abcp_bitrix24"
+        assert groups["kaspi/orders"] == "kaspi_amocrm"
+        assert groups["amocrm/kaspi_leads"] == "kaspi_amocrm"
+        crons = {s["name"]: (s["cronSchedule"], s["scheduleState"]["status"]) for s in repo["schedules"]}
+        assert crons["kaspi_new_orders"] == ("* * * * *", "RUNNING")
+        assert crons["kaspi_reconciliation"] == ("*/10 * * * *", "RUNNING")
         schedule = next(s for s in repo["schedules"] if s["name"] == "abcp_bitrix24_daily")
         assert (schedule["cronSchedule"], schedule["executionTimezone"]) == ("10 2 * * *", "Europe/Moscow")
         assert schedule["scheduleState"]["status"] == "RUNNING"

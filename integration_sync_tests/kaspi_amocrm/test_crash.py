@@ -57,8 +57,11 @@ def test_push_killed_mid_run_then_rerun(sandbox_env: dict[str, str], data_dir: P
     per_code = Counter(x["name"].split("№")[1] for x in leads)
     assert set(per_code) == codes and max(per_code.values()) == 1
     lead_ids = {x["id"] for x in leads}
-    ours = [c for c in amo(control, "contacts")
-            if {lead["id"] for lead in (c.get("_embedded") or {}).get("leads", [])} & lead_ids]
+    ours = [
+        c
+        for c in amo(control, "contacts")
+        if {lead["id"] for lead in (c.get("_embedded") or {}).get("leads", [])} & lead_ids
+    ]
     assert len(ours) == len(phones), "one contact per customer"
     elements = Counter(str(e.get("name")) for e in amo(control, "catalog_elements"))
     assert max(elements.values()) == 1, "no product created twice"
