@@ -1,4 +1,5 @@
-"""Dagster metadata for a sync: the engine's counts, API requests and samples of bad records."""
+"""What every push shares in Dagster: its run options, and its metadata (the engine's counts, API
+requests and samples of bad records)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from typing import Any
 import dagster as dg
 
 from integration_sync.sync.engine import SyncReport
+
+
+class PushConfig(dg.Config):
+    """Run options of a push: a dry run (plan recorded in sync_log, nothing sent) and at most N records
+    (the ABCP seed's `sync-b24 --limit N`)."""
+
+    dry_run: bool = False
+    limit: int | None = None
 
 
 def samples_table(samples: Sequence[tuple[str, str]]) -> dg.MetadataValue:

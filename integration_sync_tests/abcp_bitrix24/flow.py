@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,24 +19,11 @@ from integration_sync.defs.abcp_bitrix24.checks import (
 from integration_sync.defs.abcp_bitrix24.resources import users_pipeline_resource
 from integration_sync.defs.resources import abcp_resource, bitrix24_resource, warehouse_resource
 from integration_sync.sync.warehouse import Warehouse
+from integration_sync_tests.dagster_support import asset_metadata, environment, materialize_range, push_config
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 ASSETS = [abcp_users, abcp_user_changes, bitrix24_user_deals]
 CHECKS = [synced_users_have_contact_and_deal, rejected_share_below_threshold]
-
-
-@contextmanager
-def environment(values: Mapping[str, str]) -> Any:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def flow_env(sandbox_env: Mapping[str, str], data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -75,30 +60,16 @@ def run_flow(
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the flow for a partition range in one run, as a single-run backfill does."""
-    last = last_day or first_day
-    config: dict[str, Any] = {"dry_run": dry_run}
-    if limit is not None:
-        config["limit"] = limit
-    run_config = {"ops": {"bitrix24__user_deals": {"config": config}}} if bitrix24_user_deals in selection else {}
-    with environment(env):
-        return dg.materialize(
-            list(selection),
-            resources=resources(),
-            instance=dg.DagsterInstance.ephemeral(),
-            tags={
-                "dagster/asset_partition_range_start": first_day.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
-            },
-            run_config=run_config,
-            raise_on_error=raise_on_error,
-        )
-
-
-def asset_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
-    """The metadata of a node's last materialization, values unwrapped."""
-    materializations = result.asset_materializations_for_node(node)
-    assert materializations, f"{node} was not materialized"
-    return {key: getattr(value, "value", value) for key, value in materializations[-1].metadata.items()}
+    return materialize_range(
+        env,
+        selection,
+        resources,
+        first_day=first_day,
+        last_day=last_day or first_day,
+        push=(bitrix24_user_deals, "bitrix24__user_deals"),
+        push_config=push_config(dry_run, limit),
+        raise_on_error=raise_on_error,
+    )
 
 
 def push_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:

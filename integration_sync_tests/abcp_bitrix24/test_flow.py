@@ -13,7 +13,6 @@ import pytest
 
 from integration_sync_tests.abcp_bitrix24.flow import (
     ASSETS,
-    asset_metadata,
     entities,
     flow_env,
     push_metadata,
@@ -22,6 +21,7 @@ from integration_sync_tests.abcp_bitrix24.flow import (
     today,
     warehouse,
 )
+from integration_sync_tests.dagster_support import asset_metadata
 
 DAYS = 5
 

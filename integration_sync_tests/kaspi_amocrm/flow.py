@@ -14,7 +14,7 @@ from integration_sync.defs.kaspi_amocrm.checks import one_lead_per_order, orders
 from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN
 from integration_sync.defs.kaspi_amocrm.resources import amocrm_resource, kaspi_leads_resource, kaspi_resource
 from integration_sync.defs.resources import warehouse_resource
-from integration_sync_tests.abcp_bitrix24.flow import asset_metadata, environment
+from integration_sync_tests.dagster_support import asset_metadata, materialize_range, push_config
 
 ASSETS = [kaspi_orders, amocrm_kaspi_leads]
 CHECKS = [orders_match_kaspi_total, one_lead_per_order]
@@ -45,24 +45,17 @@ def run_flow(
     incremental: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the flow over a range of days in one run, as the schedules do."""
-    first = first_day or today() - timedelta(days=days)
-    config: dict[str, Any] = {"dry_run": dry_run}
-    if limit is not None:
-        config["limit"] = limit
-    run_config = {"ops": {"amocrm__kaspi_leads": {"config": config}}} if amocrm_kaspi_leads in selection else {}
-    with environment(env):
-        return dg.materialize(
-            list(selection),
-            resources=resources(),
-            instance=dg.DagsterInstance.ephemeral(),
-            tags={
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": today().isoformat(),
-                "integration_sync/kaspi_mode": "incremental" if incremental else "full",
-            },
-            run_config=run_config,
-            raise_on_error=raise_on_error,
-        )
+    return materialize_range(
+        env,
+        selection,
+        resources,
+        first_day=first_day or today() - timedelta(days=days),
+        last_day=today(),
+        push=(amocrm_kaspi_leads, "amocrm__kaspi_leads"),
+        push_config=push_config(dry_run, limit),
+        tags={"integration_sync/kaspi_mode": "incremental" if incremental else "full"},
+        raise_on_error=raise_on_error,
+    )
 
 
 def push_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:

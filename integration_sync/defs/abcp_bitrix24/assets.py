@@ -9,7 +9,7 @@ from integration_sync.defs.abcp_bitrix24.destination import UserDealsDestination
 from integration_sync.defs.abcp_bitrix24.mapping import desired_user
 from integration_sync.defs.abcp_bitrix24.resources import UsersPipelineResource
 from integration_sync.defs.abcp_bitrix24.tables import FLOW, latest_users, store_users
-from integration_sync.defs.metadata import samples_table, sync_metadata
+from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.resources import AbcpResource, Bitrix24Resource, WarehouseResource
 from integration_sync.sync.engine import SyncEngine
@@ -87,13 +87,6 @@ def abcp_user_changes(
     return _ingest(context, abcp, warehouse, by_update=True)
 
 
-class UserDealsConfig(dg.Config):
-    """Run options of the push (the seed's `sync-b24 --limit N`, plus a dry run)."""
-
-    dry_run: bool = False
-    limit: int | None = None
-
-
 @dg.asset(
     key=["bitrix24", "user_deals"],
     group_name=GROUP,
@@ -103,7 +96,7 @@ class UserDealsConfig(dg.Config):
 )
 def bitrix24_user_deals(
     context: dg.AssetExecutionContext,
-    config: UserDealsConfig,
+    config: PushConfig,
     bitrix24: Bitrix24Resource,
     users_pipeline: UsersPipelineResource,
     warehouse: WarehouseResource,

@@ -16,7 +16,7 @@ from integration_sync.defs.kaspi_amocrm.tables import (
     orders_to_sync,
     store_orders,
 )
-from integration_sync.defs.metadata import samples_table, sync_metadata
+from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.resources import WarehouseResource
 from integration_sync.sync.engine import SyncEngine
@@ -103,13 +103,6 @@ def kaspi_orders(
     return dg.MaterializeResult(metadata=metadata)
 
 
-class KaspiLeadsConfig(dg.Config):
-    """Run options of the push: a dry run, and at most N orders."""
-
-    dry_run: bool = False
-    limit: int | None = None
-
-
 @dg.asset(
     key=["amocrm", "kaspi_leads"],
     group_name=GROUP,
@@ -119,7 +112,7 @@ class KaspiLeadsConfig(dg.Config):
 )
 def amocrm_kaspi_leads(
     context: dg.AssetExecutionContext,
-    config: KaspiLeadsConfig,
+    config: PushConfig,
     amocrm: AmoCrmResource,
     kaspi_leads: KaspiLeadsResource,
     warehouse: WarehouseResource,
