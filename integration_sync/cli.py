@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -82,7 +83,17 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             _wait_http(f"{base}/_sandbox/stats", 60, proc)
             env.update(sandbox_env(base))
+            # the receiver needs a signing secret; the sandbox makes one up for this session
+            env.setdefault("PLATFORM_WEBHOOK_SECRET", secrets.token_hex(16))
             print(f"sandbox: no credentials in .env, every connector points at {base}", flush=True)
+        if env.get("PLATFORM_WEBHOOK_SECRET"):
+            hook = start(
+                [_bin("integration-sync"), "webhooks", "serve", "--host", args.host, "--port", str(args.webhook_port)]
+            )
+            _wait_http(f"http://{args.host}:{args.webhook_port}/webhook/health", 60, hook)
+            print(f"webhook receiver: http://{args.host}:{args.webhook_port}/webhook/payment", flush=True)
+        else:
+            print("webhook receiver not started: PLATFORM_WEBHOOK_SECRET is not set", flush=True)
         workspace = str(root / "workspace.yaml")
         web = start([_bin("dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)])
         start([_bin("dagster-daemon"), "run", "-w", workspace])
@@ -102,6 +113,14 @@ def cmd_up(args: argparse.Namespace) -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def cmd_webhooks_serve(args: argparse.Namespace) -> int:
+    from integration_sync.webhooks.server import serve
+    from integration_sync.webhooks.settings import ReceiverSettings
+
+    serve(ReceiverSettings.from_env(), args.host, args.port)
+    return 0
 
 
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
@@ -134,9 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default=os.environ.get("INTEGRATION_SYNC_HOST", "127.0.0.1"))
     up.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_PORT", "3000")))
     up.add_argument("--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8787")))
+    up.add_argument("--webhook-port", type=int, default=int(os.environ.get("WEBHOOK_PORT", "8001")))
     up.add_argument("--sandbox", action="store_true", help="use the sandbox even if credentials are set")
     up.add_argument("--project-dir", default=".")
     up.set_defaults(func=cmd_up)
+
+    webhooks = sub.add_parser("webhooks", help="the webhook receiver (payments)")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    receiver = webhooks_sub.add_parser("serve", help="receive signed webhooks into the inbox")
+    receiver.add_argument("--host", default=os.environ.get("WEBHOOK_HOST", "127.0.0.1"))
+    receiver.add_argument("--port", type=int, default=int(os.environ.get("WEBHOOK_PORT", "8001")))
+    receiver.set_defaults(func=cmd_webhooks_serve)
 
     sandbox = sub.add_parser("sandbox", help="the emulators of every external API")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)

@@ -36,8 +36,9 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
     home.mkdir()
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     shutil.copy(ROOT / "workspace.yaml", tmp_path / "workspace.yaml")
-    port, sandbox_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABCP_", "B24_", "UF_B24_"))}
+    port, sandbox_port, webhook_port = free_port(), free_port(), free_port()
+    prefixes = ("ABCP_", "B24_", "UF_B24_", "KASPI_", "AMO_", "PLATFORM_WEBHOOK_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(DAGSTER_HOME=str(home), INTEGRATION_SYNC_DATA_DIR=str(tmp_path / "data"))
     bin_dir = Path(sys.executable).parent
     proc = subprocess.Popen(
@@ -48,6 +49,8 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
             str(port),
             "--sandbox-port",
             str(sandbox_port),
+            "--webhook-port",
+            str(webhook_port),
             "--project-dir",
             str(tmp_path),
         ],
@@ -86,6 +89,9 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
         assert schedule["scheduleState"]["status"] == "RUNNING"
         # the sandbox answers on its port, so a newcomer can materialize from the UI
         assert httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", timeout=10).status_code == 200
+        # and the webhook receiver answers next to Dagster
+        health = httpx.get(f"http://127.0.0.1:{webhook_port}/webhook/health", timeout=10)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

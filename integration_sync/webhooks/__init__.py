@@ -1,0 +1,1 @@
+"""The payment webhook receiver: verifies, validates and commits platform payments to the inbox."""

@@ -1,0 +1,185 @@
+"""The payment webhook receiver app: ``create_app(settings) -> Starlette``.
+
+``POST /webhook/payment``, in this order:
+
+1. Size: ``Content-Length`` over ``max_body_bytes`` → 413 before reading; otherwise the body is
+   counted while streaming and 413 as soon as it passes the limit.
+2. Authentication (401 ``{"error": ...}`` on failure; nothing is stored):
+
+   - ``X-Signature: <hex>`` (an optional ``sha256=`` prefix is allowed) = hex HMAC-SHA256 with the
+     shared secret of the raw body, or, when an ``X-Timestamp: <unix seconds>`` header is present, of
+     ``f"{timestamp}.".encode() + body``. A signed timestamp must be within
+     ``timestamp_tolerance_s`` of the receiver's clock (0 disables the check), else "stale timestamp".
+   - Legacy, only when ``legacy_secret_enabled``: ``X-Webhook-Secret: <secret>`` (no ``X-Signature``).
+   - All comparisons use ``hmac.compare_digest``.
+3. UTF-8 JSON validated by `PaymentWebhook` → 422 ``{"error": ..., "details": [{loc, msg}]}``.
+4. Committed to the inbox under ``payment:{payment_id}`` before answering: 200
+   ``{"status": "accepted", "event_id": n}``; 202 when an exclusion rule skips it (stored as
+   'skipped' with the reason); 409 ``{"error": "duplicate", "payment_id": ...}`` when the key is
+   already in the inbox; 503 when the inbox cannot be written (the platform retries).
+
+No input yields a 500. ``GET /webhook/health`` → ``{"status": "ok", "inbox_events": n}``.
+Logs carry the status and payment_id only: never the signature, secret or body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from integration_sync.connectors.redaction import register_secrets
+from integration_sync.webhooks.inbox import EventStatus, Inbox
+from integration_sync.webhooks.models import PaymentWebhook
+from integration_sync.webhooks.settings import ReceiverSettings
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "platform_payment"
+
+
+class _Reject(Exception):
+    """An answer other than success, with its status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def _safe(value: object, limit: int = 80) -> str:
+    """A log-safe rendering of an untrusted value (no newlines, bounded)."""
+    return repr(str(value)[:limit])
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise _Reject(400, {"error": "invalid Content-Length"}) from None
+        if declared > limit:
+            raise _Reject(413, {"error": f"body larger than {limit} bytes"})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Reject(413, {"error": f"body larger than {limit} bytes"})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _same(a: str | bytes, b: str | bytes) -> bool:
+    left = a.encode("utf-8", "surrogateescape") if isinstance(a, str) else a
+    right = b.encode("utf-8", "surrogateescape") if isinstance(b, str) else b
+    return hmac.compare_digest(left, right)
+
+
+def verify(settings: ReceiverSettings, headers: Any, body: bytes, now: float | None = None) -> None:
+    """Raise `_Reject` (401) unless the request is authenticated; see the module docstring."""
+    secret = settings.secret.get_secret_value().encode("utf-8")
+    signature = headers.get("x-signature")
+    if signature is not None:
+        provided = signature.strip().lower().removeprefix("sha256=")
+        timestamp = headers.get("x-timestamp")
+        message = body if timestamp is None else timestamp.strip().encode("latin-1", "replace") + b"." + body
+        expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
+        if not _same(provided, expected):
+            raise _Reject(401, {"error": "invalid signature"})
+        if timestamp is not None and settings.timestamp_tolerance_s > 0:
+            try:
+                signed_at = float(timestamp.strip())
+            except ValueError:
+                raise _Reject(401, {"error": "invalid timestamp"}) from None
+            current = time.time() if now is None else now
+            if not abs(current - signed_at) <= settings.timestamp_tolerance_s:
+                raise _Reject(401, {"error": "stale timestamp"})
+        return
+    legacy = headers.get("x-webhook-secret")
+    if legacy is not None and settings.legacy_secret_enabled:
+        if not _same(legacy.encode("latin-1", "replace"), secret):
+            raise _Reject(401, {"error": "invalid secret"})
+        return
+    raise _Reject(401, {"error": "missing signature"})
+
+
+def _parse(body: bytes) -> tuple[str, PaymentWebhook]:
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _Reject(422, {"error": "body is not UTF-8 JSON", "details": []}) from None
+    try:
+        return text, PaymentWebhook.model_validate(data)
+    except ValidationError as exc:
+        details = [{"loc": [str(p) for p in err["loc"]], "msg": err["msg"]} for err in exc.errors(include_url=False)]
+        raise _Reject(422, {"error": "invalid payload", "details": details}) from None
+
+
+def create_app(settings: ReceiverSettings) -> Starlette:
+    """The receiver app; its inbox is ``app.state.inbox``."""
+    register_secrets(settings.secret.get_secret_value())
+    inbox = Inbox(settings.inbox_path)
+
+    async def payment(request: Request) -> Response:
+        payment_id: str | None = None
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            verify(settings, request.headers, body)
+            text, webhook = _parse(body)
+            order = webhook.course_order
+            payment_id = order.payment_id
+            reason = settings.exclusion_reason(order.status, order.domain)
+            status: EventStatus = "accepted" if reason is None else "skipped"
+            try:
+                event_id = await run_in_threadpool(
+                    inbox.insert, SOURCE, webhook.event_key, order.event_date.isoformat(), text, status, reason
+                )
+            except (sqlite3.Error, OSError) as exc:
+                logger.error("webhook payment inbox write failed: %s", type(exc).__name__)
+                raise _Reject(503, {"error": "inbox unavailable, retry later"}) from None
+            if event_id is None:
+                raise _Reject(409, {"error": "duplicate", "payment_id": payment_id})
+            if reason is not None:
+                code, answer = 202, {"status": "skipped", "reason": reason, "event_id": event_id}
+            else:
+                code, answer = 200, {"status": "accepted", "event_id": event_id}
+        except _Reject as rejection:
+            code, answer = rejection.status, rejection.body
+        except ClientDisconnect:
+            code, answer = 400, {"error": "client disconnected"}
+        except Exception as exc:  # never a 500 on input
+            logger.warning("webhook payment unexpected %s", type(exc).__name__)
+            code, answer = 400, {"error": "bad request"}
+        logger.info("webhook payment status=%s payment_id=%s", code, _safe(payment_id))
+        return JSONResponse(answer, status_code=code)
+
+    async def health(request: Request) -> Response:
+        try:
+            count = await run_in_threadpool(inbox.count)
+        except (sqlite3.Error, OSError):
+            return JSONResponse({"status": "error", "error": "inbox unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "inbox_events": count})
+
+    app = Starlette(
+        routes=[
+            Route("/webhook/payment", payment, methods=["POST"]),
+            Route("/webhook/health", health, methods=["GET"]),
+        ]
+    )
+    app.state.inbox = inbox
+    app.state.settings = settings
+    return app

@@ -1,0 +1,94 @@
+"""Settings of the payment webhook receiver, from the environment.
+
+Environment variables:
+
+- ``PLATFORM_WEBHOOK_SECRET`` (required): the HMAC key shared with the platform.
+- ``WEBHOOK_LEGACY_SECRET_ENABLED`` (``false``): accept the legacy ``X-Webhook-Secret`` header.
+- ``WEBHOOK_TIMESTAMP_TOLERANCE_S`` (``300``; ``0`` disables the staleness check).
+- ``WEBHOOK_MAX_BODY_BYTES`` (``65536``).
+- ``WEBHOOK_EXCLUDED_STATUSES``: comma list; unset means every status except ``CONFIRMED`` is skipped;
+  set to an empty string to skip none.
+- ``WEBHOOK_EXCLUDED_DOMAINS``: comma list (default empty).
+- ``WEBHOOK_INBOX_PATH`` (default ``$INTEGRATION_SYNC_DATA_DIR/inbox.sqlite``, data dir default ``data``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+ACCEPTED_STATUS = "CONFIRMED"
+
+
+def _csv(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class ReceiverSettings(BaseModel):
+    """What the receiver checks and where it stores events.
+
+    ``excluded_statuses=None`` (the default) skips every status other than ``CONFIRMED``;
+    statuses are compared upper-case and domains lower-case.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr
+    legacy_secret_enabled: bool = False
+    timestamp_tolerance_s: int = Field(300, ge=0)
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+    excluded_statuses: frozenset[str] | None = None
+    excluded_domains: frozenset[str] = frozenset()
+    inbox_path: Path = Path("data") / "inbox.sqlite"
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("the webhook secret must not be empty")
+        return value
+
+    @field_validator("excluded_statuses")
+    @classmethod
+    def _upper(cls, value: frozenset[str] | None) -> frozenset[str] | None:
+        return None if value is None else frozenset(s.strip().upper() for s in value if s.strip())
+
+    @field_validator("excluded_domains")
+    @classmethod
+    def _lower(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(d.strip().lower() for d in value if d.strip())
+
+    def exclusion_reason(self, status: str, domain: str | None) -> str | None:
+        """Why a payment with this status and domain is skipped, or None when it is accepted."""
+        status_key = status.upper()
+        if self.excluded_statuses is None:
+            if status_key != ACCEPTED_STATUS:
+                return f"status {status_key} is not {ACCEPTED_STATUS}"
+        elif status_key in self.excluded_statuses:
+            return f"status {status_key} is excluded"
+        if domain and domain.lower() in self.excluded_domains:
+            return f"domain {domain.lower()} is excluded"
+        return None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReceiverSettings:
+        """Settings from ``env`` (default ``os.environ``); raises if the secret is missing."""
+        env = os.environ if env is None else env
+        statuses = env.get("WEBHOOK_EXCLUDED_STATUSES")
+        data_dir = Path(env.get("INTEGRATION_SYNC_DATA_DIR") or "data")
+        return cls(
+            secret=SecretStr(env.get("PLATFORM_WEBHOOK_SECRET", "")),
+            legacy_secret_enabled=_bool(env.get("WEBHOOK_LEGACY_SECRET_ENABLED", "false")),
+            timestamp_tolerance_s=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_S") or 300),
+            max_body_bytes=int(env.get("WEBHOOK_MAX_BODY_BYTES") or 64 * 1024),
+            excluded_statuses=None if statuses is None else _csv(statuses),
+            excluded_domains=_csv(env.get("WEBHOOK_EXCLUDED_DOMAINS", "")),
+            inbox_path=Path(env.get("WEBHOOK_INBOX_PATH") or data_dir / "inbox.sqlite"),
+        )

@@ -1,0 +1,1 @@
+"""Tests of the payment webhook receiver and its inbox."""
