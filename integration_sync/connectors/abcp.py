@@ -20,9 +20,9 @@ import httpx
 from integration_sync.connectors.errors import ApiError, AuthError, ConfigError
 from integration_sync.connectors.http import (
     ApiClient,
-    ApiStats,
     ErrorInfo,
     HttpPolicy,
+    ServiceClient,
     body_snippet,
     response_json,
 )
@@ -85,7 +85,7 @@ def parse_abcp_error(response: httpx.Response) -> ErrorInfo:
     return ErrorInfo(None, body_snippet(response))
 
 
-class AbcpClient:
+class AbcpClient(ServiceClient):
     """Reads users from the ABCP admin API (``{base_url}/cp/users``)."""
 
     def __init__(
@@ -122,14 +122,6 @@ class AbcpClient:
             headers={"Accept": "application/json"},
             parse_error=parse_abcp_error,
         )
-
-    @property
-    def stats(self) -> ApiStats:
-        return self._api.stats
-
-    @property
-    def requests_used(self) -> int:
-        return self._api.stats.requests
 
     def fetch_users(
         self,

@@ -37,7 +37,7 @@ from integration_sync.connectors.amocrm_auth import (
     parse_amocrm_error,
 )
 from integration_sync.connectors.errors import ApiError, BatchItemsError
-from integration_sync.connectors.http import ApiClient, ApiStats, HttpPolicy
+from integration_sync.connectors.http import ApiClient, HttpPolicy, ServiceClient
 from integration_sync.connectors.ratelimit import BlockFlag, BlockInfo, RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -490,7 +490,7 @@ def _next_page(data: Mapping[str, Any], current: int) -> int | None:
     return current + 1
 
 
-class AmoCrmClient:
+class AmoCrmClient(ServiceClient):
     """One amoCRM account (``base_url`` = ``https://sub.amocrm.ru``, with or without ``/api/v4``)."""
 
     def __init__(
@@ -527,10 +527,6 @@ class AmoCrmClient:
         auth.attach(limiter=self.limiter, block=self.block, secrets_sink=self._api.add_secrets)
 
     # -- counters and the block switch -----------------------------------------------------------
-
-    @property
-    def stats(self) -> ApiStats:
-        return self._api.stats
 
     @property
     def requests_used(self) -> int:

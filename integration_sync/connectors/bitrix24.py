@@ -22,10 +22,10 @@ import httpx
 from integration_sync.connectors.errors import ApiError, AuthError, ConfigError, RateLimitedError
 from integration_sync.connectors.http import (
     ApiClient,
-    ApiStats,
     ErrorInfo,
     HttpPolicy,
     ResponseKind,
+    ServiceClient,
     body_snippet,
     default_classify,
     parse_retry_after,
@@ -238,7 +238,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-class Bitrix24Client:
+class Bitrix24Client(ServiceClient):
     """Typed access to Bitrix24 REST methods through an inbound webhook."""
 
     def __init__(
@@ -269,15 +269,6 @@ class Bitrix24Client:
             parse_error=parse_bitrix24_error,
             retry_after=bitrix24_retry_after,
         )
-
-    @property
-    def stats(self) -> ApiStats:
-        """Request counters (``requests``, ``by_endpoint`` per method, ``throttled``, ``retries``)."""
-        return self._api.stats
-
-    @property
-    def requests_used(self) -> int:
-        return self._api.stats.requests
 
     # -- single calls --------------------------------------------------------------------------
 

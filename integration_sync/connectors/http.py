@@ -644,3 +644,18 @@ __all__ = [
     "parse_retry_after",
     "response_json",
 ]
+
+
+class ServiceClient:
+    """What every typed client shares: the request counters of its one `ApiClient`."""
+
+    _api: ApiClient
+
+    @property
+    def stats(self) -> ApiStats:
+        """Request counters (``requests``, ``by_endpoint``, ``throttled``, ``retries``)."""
+        return self._api.stats
+
+    @property
+    def requests_used(self) -> int:
+        return self._api.stats.requests

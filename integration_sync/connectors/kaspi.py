@@ -28,9 +28,9 @@ from pydantic.alias_generators import to_camel
 from integration_sync.connectors.errors import ApiError, ConfigError
 from integration_sync.connectors.http import (
     ApiClient,
-    ApiStats,
     ErrorInfo,
     HttpPolicy,
+    ServiceClient,
     body_snippet,
     response_json,
 )
@@ -325,7 +325,7 @@ def _int(value: Any) -> int | None:
     return None
 
 
-class KaspiClient:
+class KaspiClient(ServiceClient):
     """A merchant's Kaspi Shop API (``base_url`` = ``https://kaspi.kz/shop/api/v2``)."""
 
     def __init__(
@@ -360,14 +360,6 @@ class KaspiClient:
             headers={"X-Auth-Token": token.strip(), "Accept": JSON_API, "Content-Type": JSON_API},
             parse_error=parse_kaspi_error,
         )
-
-    @property
-    def stats(self) -> ApiStats:
-        return self._api.stats
-
-    @property
-    def requests_used(self) -> int:
-        return self._api.stats.requests
 
     def _get(self, path: str, params: list[tuple[str, Any]] | None = None, *, endpoint: str) -> Any:
         response = self._api.request("GET", path, idempotent=True, params=params, endpoint=endpoint)

@@ -18,11 +18,8 @@ never counted, rate limited or faulted:
 from __future__ import annotations
 
 import logging
-import socket
 import threading
-import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any, Literal
 
 import uvicorn
@@ -37,6 +34,7 @@ from integration_sync.sandbox.amocrm import AmoCrmService
 from integration_sync.sandbox.bitrix24 import Bitrix24Service
 from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
 from integration_sync.sandbox.kaspi import KaspiService
+from integration_sync.serving import BackgroundServer
 
 
 class SandboxConfig(BaseModel):
@@ -198,71 +196,25 @@ class _DroppedConnectionNoise(logging.Filter):
         return "without completing response" not in record.getMessage()
 
 
-class SandboxServer:
+class SandboxServer(BackgroundServer):
     """Runs the sandbox under uvicorn in a background thread on loopback.
 
     ``with SandboxServer(SandboxConfig(seed=3)) as server: httpx.get(server.base_url + ...)``.
-    Port 0 (the default) picks a free port; ``base_url`` is known as soon as it starts.
     """
+
+    name = "sandbox"
 
     def __init__(
         self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
     ) -> None:
         self.config = config or SandboxConfig()
-        self.app = create_app(self.config)
+        super().__init__(create_app(self.config), host, port, log_level)
         self.sandbox: Sandbox = self.app.state.sandbox
-        self.host = host
-        self.port = port
-        self.log_level = log_level
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> SandboxServer:
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        config = uvicorn.Config(self.app, log_level=self.log_level, lifespan="off", access_log=False)
+    def configure_logging(self) -> None:
         error_log = logging.getLogger("uvicorn.error")
         if not any(isinstance(f, _DroppedConnectionNoise) for f in error_log.filters):
             error_log.addFilter(_DroppedConnectionNoise())
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the sandbox server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> SandboxServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def serve(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 8787) -> None:
