@@ -630,6 +630,7 @@ class AmoCrmClient(ServiceClient):
         self,
         *,
         query: str | None = None,
+        ids: Sequence[int] | None = None,
         with_leads: bool = False,
         updated_from: int | None = None,
         order_by_updated: str | None = None,
@@ -638,14 +639,18 @@ class AmoCrmClient(ServiceClient):
         params: list[tuple[str, Any]] = []
         if query:
             params.append(("query", query))
+        params.extend(("filter[id][]", int(i)) for i in ids or ())
         if with_leads:
             params.append(("with", "leads"))
         if updated_from is not None:
             params.append(("filter[updated_at][from]", int(updated_from)))
         if order_by_updated:
             params.append(("order[updated_at]", order_by_updated))
+        wanted = {int(i) for i in ids or ()}
         for item in self._iter_pages("contacts", "contacts", params, limit=limit):
             contact = Contact.model_validate(item)
+            if wanted and contact.id not in wanted:
+                continue
             if updated_from is not None and contact.updated_at is not None and contact.updated_at < updated_from:
                 continue  # the filter may be ignored: check here too
             yield contact
@@ -660,15 +665,20 @@ class AmoCrmClient(ServiceClient):
             return []
         return list(self.iter_contacts(query=str(query).strip(), with_leads=with_leads))
 
-    def find_contacts_by_phone(self, phone: str, *, with_leads: bool = False) -> list[Contact]:
+    def find_contacts_by_phone(
+        self, phone: str, *, with_leads: bool = False, first_match: bool = False
+    ) -> list[Contact]:
         """Contacts whose PHONE field holds this number, compared normalized (8/7/+7 alike).
-        Searches each query form amoCRM needs and returns only verified hits, by id."""
+        Searches each query form amoCRM needs and returns only verified hits, by id; with
+        ``first_match`` it stops at the first form that finds one (fewer requests)."""
         wanted = normalize_phone(phone)
         found: dict[int, Contact] = {}
         for form in phone_query_forms(phone):
             for contact in self.find_contacts(form, with_leads=with_leads):
                 if contact.id not in found and any(normalize_phone(p) == wanted for p in contact.phones()):
                     found[contact.id] = contact
+            if found and first_match:
+                break
         return list(found.values())
 
     def find_contacts_by_email(self, email: str, *, with_leads: bool = False) -> list[Contact]:
@@ -694,6 +704,14 @@ class AmoCrmClient(ServiceClient):
             if any(str(v).strip().casefold() == wanted for v in c.field_values(field) if v is not None)
         ]
 
+    def get_contacts(self, ids: Iterable[int], *, with_leads: bool = False) -> list[Contact]:
+        """Contacts by id (``filter[id][]``, 50 ids per request); unknown or deleted ids are absent."""
+        unique = sorted({int(i) for i in ids})
+        found: list[Contact] = []
+        for _, chunk in _chunks(unique, BATCH_LIMIT):
+            found.extend(self.iter_contacts(ids=chunk, with_leads=with_leads))
+        return found
+
     def get_contact(self, contact_id: int, *, with_leads: bool = False) -> Contact | None:
         data = self._get_one(f"contacts/{int(contact_id)}", {"with": "leads"} if with_leads else None)
         return Contact.model_validate(data) if isinstance(data, dict) else None
@@ -709,6 +727,14 @@ class AmoCrmClient(ServiceClient):
 
     # -- leads -----------------------------------------------------------------------------------
 
+    def get_leads(self, ids: Iterable[int], *, with_contacts: bool = True) -> list[Lead]:
+        """Leads by id (``filter[id][]``, 50 ids per request); unknown or deleted ids are absent."""
+        unique = sorted({int(i) for i in ids})
+        found: list[Lead] = []
+        for _, chunk in _chunks(unique, BATCH_LIMIT):
+            found.extend(self.iter_leads(ids=chunk, with_contacts=with_contacts))
+        return found
+
     def get_lead(self, lead_id: int, *, with_contacts: bool = True) -> Lead | None:
         data = self._get_one(f"leads/{int(lead_id)}", {"with": "contacts"} if with_contacts else None)
         return Lead.model_validate(data) if isinstance(data, dict) else None
@@ -717,6 +743,7 @@ class AmoCrmClient(ServiceClient):
         self,
         *,
         query: str | None = None,
+        ids: Sequence[int] | None = None,
         with_contacts: bool = False,
         pipeline_ids: Sequence[int] | None = None,
         statuses: Sequence[tuple[int, int]] | None = None,
@@ -730,6 +757,7 @@ class AmoCrmClient(ServiceClient):
         params: list[tuple[str, Any]] = []
         if query:
             params.append(("query", query))
+        params.extend(("filter[id][]", int(i)) for i in ids or ())
         if with_contacts:
             params.append(("with", "contacts"))
         for pipeline_id in pipeline_ids or ():
@@ -743,10 +771,13 @@ class AmoCrmClient(ServiceClient):
             params.append(("filter[updated_at][to]", int(updated_to)))
         if order_by_updated:
             params.append(("order[updated_at]", order_by_updated))
+        wanted_ids = {int(i) for i in ids or ()}
         wanted_pipelines = {int(p) for p in pipeline_ids or ()}
         wanted_statuses = {(int(p), int(s)) for p, s in statuses or ()}
         for item in self._iter_pages("leads", "leads", params, limit=limit):
             lead = Lead.model_validate(item)
+            if wanted_ids and lead.id not in wanted_ids:
+                continue
             if wanted_pipelines and lead.pipeline_id not in wanted_pipelines:
                 continue
             if wanted_statuses and (lead.pipeline_id, lead.status_id) not in wanted_statuses:

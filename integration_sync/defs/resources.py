@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +16,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from integration_sync.connectors.abcp import AbcpClient
+from integration_sync.connectors.amocrm import DEFAULT_POLICY as AMOCRM_POLICY
+from integration_sync.connectors.amocrm import AmoCrmClient
+from integration_sync.connectors.amocrm_auth import AmoAuth, TokenStore
 from integration_sync.connectors.bitrix24 import Bitrix24Client
 from integration_sync.connectors.http import HttpPolicy
 from integration_sync.connectors.ratelimit import RateLimiter
@@ -30,6 +34,10 @@ def data_dir() -> Path:
 def env_int(name: str, default: int | None) -> int | None:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
+
+
+def env_str(name: str) -> str:
+    return os.environ.get(name, "")
 
 
 def env_float(name: str, default: float) -> float:
@@ -82,6 +90,43 @@ class Bitrix24Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Bitrix24Client(self.webhook_url, limiter=limiter)
 
 
+class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """amoCRM through OAuth (tokens kept in the state store) or a long-lived token; 7 req/s shared."""
+
+    base_url: str
+    client_id: str = ""
+    client_secret: str = ""
+    redirect_uri: str = ""
+    access_token: str = ""
+    refresh_token: str = ""
+    long_lived_token: str = ""
+    rate_per_s: float = 6.8
+    state_dir: str = "data/state"
+    retry_attempts: int = 5
+    retry_backoff_s: float = 1.0
+
+    def client(self) -> AmoCrmClient:
+        state = Path(self.state_dir)
+        auth = AmoAuth(
+            base_url=self.base_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            redirect_uri=self.redirect_uri,
+            initial_access_token=self.access_token,
+            initial_refresh_token=self.refresh_token,
+            long_lived_token=self.long_lived_token or None,
+            store=TokenStore(state / "amocrm-tokens.sqlite"),
+        )
+        policy = replace(AMOCRM_POLICY, max_attempts=self.retry_attempts, backoff_base=self.retry_backoff_s)
+        return AmoCrmClient(
+            self.base_url,
+            auth=auth,
+            rate_per_s=self.rate_per_s,
+            rate_state_path=state / "amocrm-rate.json",
+            policy=policy,
+        )
+
+
 def warehouse_resource() -> WarehouseResource:
     path = os.environ.get("WAREHOUSE_PATH") or str(data_dir() / "warehouse.duckdb")
     return WarehouseResource(database=path, memory_limit=os.environ.get("WAREHOUSE_MEMORY_LIMIT") or "512MB")
@@ -104,4 +149,20 @@ def bitrix24_resource() -> Bitrix24Resource:
         rate_per_s=env_float("B24_RATE_PER_S", 2.0),
         burst=env_int("B24_BURST", 50) or 50,
         state_dir=str(data_dir() / "state"),
+    )
+
+
+def amocrm_resource() -> AmoCrmResource:
+    return AmoCrmResource(
+        base_url=dg.EnvVar("AMO_BASE_URL"),
+        client_id=env_str("AMO_CLIENT_ID"),
+        client_secret=dg.EnvVar("AMO_CLIENT_SECRET") if env_str("AMO_CLIENT_SECRET") else "",
+        redirect_uri=env_str("AMO_REDIRECT_URI"),
+        access_token=dg.EnvVar("AMO_ACCESS_TOKEN") if env_str("AMO_ACCESS_TOKEN") else "",
+        refresh_token=dg.EnvVar("AMO_REFRESH_TOKEN") if env_str("AMO_REFRESH_TOKEN") else "",
+        long_lived_token=dg.EnvVar("AMO_LONG_LIVED_TOKEN") if env_str("AMO_LONG_LIVED_TOKEN") else "",
+        rate_per_s=env_float("AMO_RATE_PER_S", 6.8),
+        state_dir=str(data_dir() / "state"),
+        retry_attempts=env_int("AMO_HTTP_RETRIES", 5) or 5,
+        retry_backoff_s=env_float("AMO_HTTP_BACKOFF_S", 1.0),
     )

@@ -8,7 +8,8 @@ key) and a `Destination` that knows one target API. The engine:
   (external key, phone, email), so nothing is created twice;
 - marks each chunk `in_flight` before the call and settles it after; a chunk left in flight by a
   crashed run, or whose answer was lost, is looked up in the target before anything is re-created;
-- retries rejected records on later runs until `max_attempts`, then parks them until they change;
+- retries rejected records on later runs until `max_attempts` (waiting `retry_backoff_s`, doubled at
+  each attempt, when one is set), then parks them until they change or an operator re-drives them;
 - splits a chunk the target refuses as a whole, to isolate the bad records;
 - writes a per-record `sync_log` and returns counts for Dagster metadata.
 
@@ -22,7 +23,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError, AuthError, ConfigError
@@ -115,6 +116,7 @@ class SyncReport:
     rejected: int = 0
     invalid: int = 0
     parked: int = 0
+    waiting: int = 0
     deferred: int = 0
     planned: int = 0
     api_requests: int = 0
@@ -140,6 +142,7 @@ class SyncReport:
             "rejected": self.rejected,
             "invalid": self.invalid,
             "parked": self.parked,
+            "waiting": self.waiting,
             "deferred": self.deferred,
             "planned": self.planned,
             "api_requests": self.api_requests,
@@ -155,6 +158,7 @@ class _State:
     attempt_payload: dict[str, Any] | None
     attempts: int
     last_error: str | None
+    next_attempt_at: datetime | None = None
 
 
 _SAMPLE_LIMIT = 20
@@ -178,6 +182,8 @@ class SyncEngine:
         run_id: str,
         dry_run: bool = False,
         max_attempts: int = 5,
+        retry_backoff_s: float = 0.0,
+        retry_backoff_max_s: float = 3600.0,
     ) -> None:
         self.warehouse = warehouse
         self.flow = flow
@@ -185,6 +191,15 @@ class SyncEngine:
         self.run_id = run_id
         self.dry_run = dry_run
         self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
+
+    def next_attempt_at(self, attempts: int, now: datetime) -> datetime | None:
+        """When a record rejected `attempts` times may be tried again (None: on the next run)."""
+        if self.retry_backoff_s <= 0:
+            return None
+        delay = min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** max(attempts - 1, 0))
+        return now + timedelta(seconds=delay)
 
     # ---- planning -------------------------------------------------------------------------
 
@@ -193,6 +208,7 @@ class SyncEngine:
     ) -> tuple[list[Change], list[Desired]]:
         """Diff desired records against sync state. Returns the changes and the invalid records."""
         states, ids = self._load()
+        now = _now()
         settle: list[Change] = []
         retries: list[Change] = []
         fresh: list[Change] = []
@@ -234,6 +250,9 @@ class SyncEngine:
             elif state.status == "rejected":
                 if state.attempts >= self.max_attempts and state.attempt_hash == digest:
                     report.parked += 1
+                    continue
+                if state.next_attempt_at is not None and state.next_attempt_at > now and state.attempt_hash == digest:
+                    report.waiting += 1
                     continue
                 report.retried += 1
                 operation: Operation = "update" if state.pushed_hash else "create"
@@ -371,7 +390,7 @@ class SyncEngine:
         with self.warehouse.connect() as conn:
             rows = conn.execute(
                 "SELECT source_key, status, pushed_hash, pushed_payload, attempt_hash, attempt_payload,"
-                " attempts, last_error FROM sync_state WHERE flow = ? AND entity = ?",
+                " attempts, last_error, next_attempt_at FROM sync_state WHERE flow = ? AND entity = ?",
                 [self.flow, self.entity],
             ).fetchall()
             id_rows = conn.execute(
@@ -386,6 +405,7 @@ class SyncEngine:
                 attempt_payload=_json(row[5]),
                 attempts=int(row[6]),
                 last_error=row[7],
+                next_attempt_at=row[8],
             )
             for row in rows
         }
@@ -486,6 +506,7 @@ class SyncEngine:
                         "status": "rejected",
                         "attempts": change.attempts + 1,
                         "last_error": outcome.message,
+                        "next_attempt_at": self.next_attempt_at(change.attempts + 1, now),
                     }
                 )
             log_rows.append(
@@ -511,7 +532,7 @@ class SyncEngine:
                 " pushed_hash = COALESCE(excluded.pushed_hash, sync_state.pushed_hash),"
                 " pushed_payload = COALESCE(excluded.pushed_payload, sync_state.pushed_payload),"
                 " attempts = excluded.attempts, last_error = excluded.last_error,"
-                " last_run_id = excluded.last_run_id,"
+                " next_attempt_at = excluded.next_attempt_at, last_run_id = excluded.last_run_id,"
                 " first_synced_at = COALESCE(sync_state.first_synced_at, excluded.first_synced_at),"
                 " updated_at = excluded.updated_at",
             )
@@ -610,6 +631,7 @@ _STATE_COLUMNS = {
     "last_error": "VARCHAR",
     "last_run_id": "VARCHAR",
     "first_synced_at": "TIMESTAMPTZ",
+    "next_attempt_at": "TIMESTAMPTZ",
     "updated_at": "TIMESTAMPTZ",
 }
 _ID_COLUMNS = {

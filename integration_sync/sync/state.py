@@ -10,6 +10,7 @@ indexes (e.g. phone → contact, product code → catalog element) under their o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from integration_sync.sync.bulk import insert_rows
@@ -86,7 +87,21 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration("0004_retry_backoff", "ALTER TABLE sync_state ADD COLUMN next_attempt_at TIMESTAMPTZ;"),
 )
+
+
+def redrive(warehouse: Warehouse, flow: str, entity: str, keys: Sequence[str] | None = None) -> list[str]:
+    """Make rejected records (all, or those of `keys`) due on the next run with a fresh retry budget,
+    parked ones included; returns the keys re-driven. Records in any other state are left alone."""
+    with warehouse.transaction() as conn:
+        rows = conn.execute(
+            "UPDATE sync_state SET attempts = 0, next_attempt_at = NULL, updated_at = now()"
+            " WHERE flow = ? AND entity = ? AND status = 'rejected' AND (? OR list_contains(?, source_key))"
+            " RETURNING source_key",
+            [flow, entity, keys is None, list(keys or [])],
+        ).fetchall()
+    return sorted(str(row[0]) for row in rows)
 
 
 def read_lookup(warehouse: Warehouse, flow: str, entity: str) -> dict[str, str]:

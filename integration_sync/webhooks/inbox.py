@@ -3,7 +3,8 @@
 ``Inbox.add`` is one autocommitted ``INSERT ... ON CONFLICT(event_key) DO NOTHING``: atomic, and safe
 from many threads and processes (each call uses its own connection; ``busy_timeout`` waits for the
 write lock). SQLite serializes writers, so ids grow in commit order and a sensor can drain the inbox
-with ``read_after(cursor_id, limit)`` and keep the last id as its cursor.
+with ``read_after(cursor_id, limit)`` and keep the last id as its cursor. A key delivered again is
+not stored twice; its ``redeliveries`` count goes up so the event log can show it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ CREATE TABLE IF NOT EXISTS events (
     event_date TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('accepted', 'skipped')),
     reason TEXT,
-    payload TEXT NOT NULL
-)
+    payload TEXT NOT NULL,
+    redeliveries INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_by_date ON events (event_date, id);
 """
 
-_COLUMNS = "id, source, event_key, received_at, event_date, status, reason, payload"
+_COLUMNS = "id, source, event_key, received_at, event_date, status, reason, payload, redeliveries"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Event:
     status: str
     reason: str | None
     payload: str
+    redeliveries: int = 0
 
 
 class Inbox:
@@ -57,7 +61,10 @@ class Inbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            if columns and "redeliveries" not in columns:  # an inbox from before the counter
+                conn.execute("ALTER TABLE events ADD COLUMN redeliveries INTEGER NOT NULL DEFAULT 0")
+            conn.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -86,7 +93,10 @@ class Inbox:
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_key) DO NOTHING",
                 (source, event_key, received_at, event_date, status, reason, payload_json),
             )
-            return cursor.lastrowid if cursor.rowcount == 1 else None
+            if cursor.rowcount == 1:
+                return cursor.lastrowid
+            conn.execute("UPDATE events SET redeliveries = redeliveries + 1 WHERE event_key = ?", (event_key,))
+            return None
 
     def add(
         self,
@@ -108,6 +118,31 @@ class Inbox:
                 (cursor_id, limit),
             ).fetchall()
         return [Event(*row) for row in rows]
+
+    def ids_after(self, cursor_id: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
+        """(id, event_date) of events with ``id > cursor_id`` in id order: a sensor's light read."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, event_date FROM events WHERE id > ? ORDER BY id LIMIT ?", (cursor_id, limit)
+            ).fetchall()
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    def read_dates(self, first: str, last: str, *, before: str | None = None, after: str | None = None) -> list[Event]:
+        """Events whose event_date is in first..last (ISO dates), plus those dated before `before` or
+        after `after` when given (a partition range's edges take the out-of-range dates)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE event_date BETWEEN ? AND ?"  # noqa: S608
+                " OR (? IS NOT NULL AND event_date < ?) OR (? IS NOT NULL AND event_date > ?) ORDER BY id",
+                (first, last, before, before, after, after),
+            ).fetchall()
+        return [Event(*row) for row in rows]
+
+    def keys_until(self, last_id: int) -> list[tuple[int, str]]:
+        """(id, event_key) of every event with ``id <= last_id``."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT id, event_key FROM events WHERE id <= ? ORDER BY id", (last_id,)).fetchall()
+        return [(int(row[0]), str(row[1])) for row in rows]
 
     def get(self, event_key: str) -> Event | None:
         """The event with this key, if any."""

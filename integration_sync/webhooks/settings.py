@@ -82,7 +82,6 @@ class ReceiverSettings(BaseModel):
         """Settings from ``env`` (default ``os.environ``); raises if the secret is missing."""
         env = os.environ if env is None else env
         statuses = env.get("WEBHOOK_EXCLUDED_STATUSES")
-        data_dir = Path(env.get("INTEGRATION_SYNC_DATA_DIR") or "data")
         return cls(
             secret=SecretStr(env.get("PLATFORM_WEBHOOK_SECRET", "")),
             legacy_secret_enabled=_bool(env.get("WEBHOOK_LEGACY_SECRET_ENABLED", "false")),
@@ -90,5 +89,13 @@ class ReceiverSettings(BaseModel):
             max_body_bytes=int(env.get("WEBHOOK_MAX_BODY_BYTES") or 64 * 1024),
             excluded_statuses=None if statuses is None else _csv(statuses),
             excluded_domains=_csv(env.get("WEBHOOK_EXCLUDED_DOMAINS", "")),
-            inbox_path=Path(env.get("WEBHOOK_INBOX_PATH") or data_dir / "inbox.sqlite"),
+            inbox_path=inbox_path_from_env(env),
         )
+
+
+def inbox_path_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """Where the inbox is: WEBHOOK_INBOX_PATH, else $INTEGRATION_SYNC_DATA_DIR/inbox.sqlite (the
+    receiver writes it, the payments sensor and assets read it)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("INTEGRATION_SYNC_DATA_DIR") or "data")
+    return Path(env.get("WEBHOOK_INBOX_PATH") or data_dir / "inbox.sqlite")

@@ -225,7 +225,8 @@ def test_wrong_credentials_fail_clearly_without_leaking_secrets(sandbox_env: dic
     code = sandbox_env["B24_WEBHOOK_URL"].rstrip("/").split("/")[-1]
     bad_hook = sandbox_env["B24_WEBHOOK_URL"].replace(code, "not-the-code-42")
     env = flow_env(sandbox_env, data_dir, B24_WEBHOOK_URL=bad_hook)
-    result = run_flow(env, first_day=today(), raise_on_error=False)
+    # several days, so there are users to push even just after midnight in Moscow
+    result = run_flow(env, first_day=first_day(), last_day=today(), raise_on_error=False)
     assert not result.success
     text = " ".join(str(e.event_specific_data) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "not-the-code-42" not in text and code not in text

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError, AuthError
 from integration_sync.sync.engine import Change, Desired, Outcome, SyncEngine
-from integration_sync.sync.state import ENGINE_MIGRATIONS
+from integration_sync.sync.state import ENGINE_MIGRATIONS, redrive
 from integration_sync.sync.warehouse import Warehouse
 
 
@@ -141,6 +142,46 @@ def test_rejected_records_are_retried_then_parked(warehouse: Warehouse) -> None:
     assert (fourth.retried, fourth.created) == (1, 1)
     assert statuses(warehouse)["2"] == "synced"
     assert len(target.by_key("2")) == 1
+
+
+def test_rejected_records_wait_a_growing_delay_between_attempts(warehouse: Warehouse) -> None:
+    target = MemoryTarget(reject_keys={"1"})
+    first = engine(warehouse, retry_backoff_s=600).run(desired(2), target)
+    assert (first.created, first.rejected) == (1, 1)
+    with warehouse.connect() as conn:
+        row = conn.execute("SELECT next_attempt_at - updated_at FROM sync_state WHERE source_key = '1'").fetchone()
+        assert row is not None
+        (wait,) = row
+    assert wait.total_seconds() == pytest.approx(600, abs=1)
+    before = target.requests
+    second = engine(warehouse, "r2", retry_backoff_s=600).run(desired(2), target)
+    assert (second.waiting, second.retried, target.requests - before) == (1, 0, 0)
+    with warehouse.connect() as conn:  # the delay has passed
+        conn.execute("UPDATE sync_state SET next_attempt_at = now() - INTERVAL 1 SECOND")
+    third = engine(warehouse, "r3", retry_backoff_s=600).run(desired(2), target)
+    assert (third.retried, third.rejected, third.waiting) == (1, 1, 0)
+    with warehouse.connect() as conn:
+        row = conn.execute("SELECT next_attempt_at - updated_at FROM sync_state WHERE source_key = '1'").fetchone()
+        assert row is not None
+        (wait,) = row
+    assert wait.total_seconds() == pytest.approx(1200, abs=1)  # doubled after the second failure
+    assert engine(warehouse, retry_backoff_s=600, retry_backoff_max_s=900).next_attempt_at(5, datetime.now(UTC)) == (
+        pytest.approx(datetime.now(UTC) + timedelta(seconds=900), abs=timedelta(seconds=1))
+    )
+
+
+def test_re_drive_gives_parked_records_a_fresh_budget(warehouse: Warehouse) -> None:
+    target = MemoryTarget(reject_keys={"0", "1"})
+    for run in ("r1", "r2", "r3"):
+        report = engine(warehouse, run, max_attempts=2).run(desired(3), target)
+    assert report.parked == 2
+    target.reject_keys.clear()
+    assert redrive(warehouse, "test", "user", ["1", "2"]) == ["1"]  # "2" is synced: left alone
+    report = engine(warehouse, "r4", max_attempts=2).run(desired(3), target)
+    assert (report.retried, report.created, report.parked) == (1, 1, 1)
+    assert redrive(warehouse, "test", "user") == ["0"]
+    assert engine(warehouse, "r5", max_attempts=2).run(desired(3), target).created == 1
+    assert set(statuses(warehouse).values()) == {"synced"}
 
 
 def test_lost_answer_is_looked_up_not_created_twice(warehouse: Warehouse) -> None:

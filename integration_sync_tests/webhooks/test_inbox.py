@@ -33,6 +33,34 @@ def test_duplicate_key_returns_false_and_keeps_the_original(tmp_path: Path) -> N
     assert event is not None and event.payload == "original" and event.status == "skipped"
     assert event.reason == "status PENDING"
     assert inbox.count() == 1 and inbox.count("skipped") == 1
+    assert event.redeliveries == 1  # counted, for the event log
+
+
+def test_a_sensor_reads_ids_and_days_and_a_load_reads_days_with_their_edges(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    for n, day in enumerate(["2025-01-19", "2025-01-20", "2025-01-21", "2025-01-22"]):
+        inbox.add("s", f"payment:{n}", day, "{}")
+    assert inbox.ids_after(1, 2) == [(2, "2025-01-20"), (3, "2025-01-21")]
+    assert [e.event_date for e in inbox.read_dates("2025-01-20", "2025-01-21")] == ["2025-01-20", "2025-01-21"]
+    edges = inbox.read_dates("2025-01-20", "2025-01-20", before="2025-01-20", after="2025-01-20")
+    assert [e.event_date for e in edges] == ["2025-01-19", "2025-01-20", "2025-01-21", "2025-01-22"]
+    assert inbox.keys_until(2) == [(1, "payment:0"), (2, "payment:1")]
+
+
+def test_an_inbox_from_before_the_redelivery_counter_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "inbox.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, source TEXT NOT NULL, event_key TEXT NOT NULL UNIQUE,"
+            " received_at TEXT NOT NULL, event_date TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,"
+            " payload TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO events VALUES (1, 's', 'payment:1', 'now', '2025-01-20', 'accepted', NULL, '{}')")
+    inbox = Inbox(path)
+    assert not inbox.add("s", "payment:1", "2025-01-20", "{}")
+    assert [e.redeliveries for e in inbox.read_after(0)] == [1]
 
 
 def test_threads_adding_the_same_keys(tmp_path: Path) -> None:

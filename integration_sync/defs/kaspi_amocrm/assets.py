@@ -7,7 +7,7 @@ import dagster as dg
 
 from integration_sync.defs.kaspi_amocrm.destination import Indexes, KaspiLeadsDestination
 from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN, desired_order, kazakhstan_day
-from integration_sync.defs.kaspi_amocrm.resources import AmoCrmResource, KaspiLeadsResource, KaspiResource
+from integration_sync.defs.kaspi_amocrm.resources import KaspiLeadsResource, KaspiResource
 from integration_sync.defs.kaspi_amocrm.tables import (
     FLOW,
     OrderRow,
@@ -18,7 +18,7 @@ from integration_sync.defs.kaspi_amocrm.tables import (
 )
 from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
-from integration_sync.defs.resources import WarehouseResource
+from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
 from integration_sync.sync.engine import SyncEngine
 from integration_sync.sync.state import read_lookup, read_state, write_lookup, write_state
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from integration_sync.defs.kaspi_amocrm.assets import amocrm_kaspi_leads, kaspi_orders
 from integration_sync.defs.kaspi_amocrm.checks import one_lead_per_order, orders_match_kaspi_total
-from integration_sync.defs.kaspi_amocrm.resources import amocrm_resource, kaspi_leads_resource, kaspi_resource
+from integration_sync.defs.kaspi_amocrm.resources import kaspi_leads_resource, kaspi_resource
 from integration_sync.defs.kaspi_amocrm.schedules import kaspi_amocrm_job, kaspi_new_orders, kaspi_reconciliation
 
 
@@ -16,5 +16,5 @@ def build_defs() -> dg.Definitions:
         asset_checks=[orders_match_kaspi_total, one_lead_per_order],
         jobs=[kaspi_amocrm_job],
         schedules=[kaspi_new_orders, kaspi_reconciliation],
-        resources={"kaspi": kaspi_resource(), "amocrm": amocrm_resource(), "kaspi_leads": kaspi_leads_resource()},
+        resources={"kaspi": kaspi_resource(), "kaspi_leads": kaspi_leads_resource()},
     )

@@ -1,0 +1,138 @@
+"""What starts payment runs: the inbox sensor (new webhooks, within seconds), the retry schedule
+(failed payments and amoCRM outages), the hourly reconciliation, and the jobs they run.
+
+The sensor drains the inbox by cursor (the last event id) and requests one run per Moscow day of the
+new payments (run key = the day and the event ids). A day that already has a run waiting in the
+queue gets no second one: that run reads the inbox when it starts. If Dagster is down, payments wait
+in the inbox; the sensor picks them up from its cursor when it is back.
+"""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from integration_sync.defs.payments_amocrm.assets import (
+    GROUP,
+    LEADS_KEY,
+    PUSH_TAG,
+    moscow_days,
+    partition_bounds,
+    partition_day,
+)
+from integration_sync.webhooks.inbox import Inbox
+from integration_sync.webhooks.settings import inbox_path_from_env
+
+MOSCOW_TZ = "Europe/Moscow"
+_RANGE_START = "dagster/asset_partition_range_start"
+_RANGE_END = "dagster/asset_partition_range_end"
+_WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+_ACTIVE = [*_WAITING, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+SENSOR_BATCH = 5000
+
+payments_amocrm_job = dg.define_asset_job(
+    "payments_amocrm_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=moscow_days,
+    tags=PUSH_TAG,
+    executor_def=dg.in_process_executor,  # one process per run: webhook → amoCRM in seconds
+    description="Copy a day's payments from the webhook inbox to the event log, then apply them to amoCRM.",
+)
+
+payments_push_job = dg.define_asset_job(
+    "payments_push_job",
+    selection=dg.AssetSelection.assets(LEADS_KEY),
+    tags=PUSH_TAG,
+    executor_def=dg.in_process_executor,
+    description=(
+        "Apply pending and due failed payments to amoCRM. To re-drive failed payments, launch it with"
+        " config ops.amocrm__payment_leads.config.redrive_payment_ids (or redrive_all_failed: true)."
+    ),
+)
+
+
+def _waiting_days(context: dg.SensorEvaluationContext) -> set[str]:
+    records = context.instance.get_run_records(
+        dg.RunsFilter(job_name=payments_amocrm_job.name, statuses=_WAITING), limit=100
+    )
+    return {r.dagster_run.tags.get("dagster/partition", "") for r in records}
+
+
+@dg.sensor(
+    job=payments_amocrm_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """New payment webhooks in the inbox → a run for each Moscow day they belong to."""
+    path = inbox_path_from_env()
+    if not path.exists():
+        return dg.SkipReason(f"no inbox at {path} yet")
+    cursor = int(context.cursor or 0)
+    rows = Inbox(path).ids_after(cursor, SENSOR_BATCH)
+    if not rows:
+        return dg.SkipReason("no new payments")
+    first, last = partition_bounds()
+    by_day: dict[str, list[int]] = {}
+    for event_id, event_date in rows:
+        by_day.setdefault(partition_day(event_date, first, last).isoformat(), []).append(event_id)
+    waiting = _waiting_days(context)
+    requests = [
+        dg.RunRequest(run_key=f"payments:{day}:{ids[0]}-{ids[-1]}", partition_key=day)
+        for day, ids in sorted(by_day.items())
+        if day not in waiting
+    ]
+    return dg.SensorResult(run_requests=requests, cursor=str(rows[-1][0]))
+
+
+def _busy(context: dg.ScheduleEvaluationContext) -> bool:
+    return bool(context.instance.get_run_records(dg.RunsFilter(tags=PUSH_TAG, statuses=_ACTIVE), limit=1))
+
+
+def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
+    records = context.instance.get_run_records(
+        dg.RunsFilter(tags=PUSH_TAG, statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=1
+    )
+    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
+
+
+@dg.schedule(
+    job=payments_push_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone=MOSCOW_TZ,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def payments_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Every 5 minutes: push again when payments are still outstanding or the last run failed (amoCRM
+    down, throttled or blocked): every payment lands once amoCRM is back."""
+    if _busy(context):
+        return dg.SkipReason("a payments run is queued or running")
+    event = context.instance.get_latest_materialization_event(LEADS_KEY)
+    materialization = event.asset_materialization if event else None
+    value = materialization.metadata.get("outstanding") if materialization else None
+    left = int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value else 0
+    if left == 0 and not _last_run_failed(context):
+        return dg.SkipReason("nothing outstanding")
+    now = context.scheduled_execution_time
+    return dg.RunRequest(run_key=f"retry@{now:%Y-%m-%dT%H:%M}")
+
+
+@dg.schedule(
+    job=payments_amocrm_job,
+    cron_schedule="7 * * * *",
+    execution_timezone=MOSCOW_TZ,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def payments_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Hourly: load yesterday and today from the inbox again (a run the sensor asked for may have
+    failed before its load) and push what is outstanding."""
+    if _busy(context):
+        return dg.SkipReason("a payments run is queued or running")
+    now = context.scheduled_execution_time
+    first, last = partition_bounds()
+    today = min(max(now.date(), first), last)
+    start = max(today - timedelta(days=1), first)
+    return dg.RunRequest(
+        run_key=f"reconcile@{now:%Y-%m-%dT%H}",
+        tags={_RANGE_START: start.isoformat(), _RANGE_END: today.isoformat()},
+    )
