@@ -273,25 +273,32 @@ def test_amocrm_down_then_back_every_payment_lands_once(
     assert per_payment == Counter({f"down-{n}": 1 for n in range(4)})
 
 
-@pytest.mark.parametrize("method", ["POST leads/complex", "POST leads", "POST leads/notes"])
-def test_a_lost_answer_never_doubles_a_lead_or_a_note(
-    env: dict[str, str], receiver: str, control: httpx.Client, api: AmoApi, method: str
+@pytest.mark.parametrize(
+    ("fault", "method"),
+    [
+        ("commit_then_drop", "POST leads/complex"),
+        ("commit_then_drop", "POST leads"),
+        ("commit_then_drop", "POST leads/notes"),
+        ("error_burst", "POST leads/notes"),  # a 503 on a write: the lead was PATCHed, the note not added
+    ],
+)
+def test_a_lost_answer_never_doubles_a_lead_a_note_or_a_total(
+    env: dict[str, str], receiver: str, control: httpx.Client, api: AmoApi, fault: str, method: str
 ) -> None:
     known = api.contact("Известный", tg="3030")
     api.contact("Без сделки", tg="4040")
-    api.lead(known, ids.AMO_PIPELINE_SITE, 63242010)
+    known_lead = api.lead(known, ids.AMO_PIPELINE_SITE, 63242010, total=500, count=1)
     deliver(
         receiver,
         payment("lost-new", user=customer(tg="2020", phone="+79992020202")),
         payment("lost-known", user=customer(tg="3030")),
         payment("lost-nolead", user=customer(tg="4040")),
     )
-    control.post(
-        "/_sandbox/faults", json={"amocrm": {"commit_then_drop": {"count": 1, "methods": [method]}}}
-    ).raise_for_status()
+    spec = {"count": 1, "methods": [method]} | ({"status": 503} if fault == "error_burst" else {})
+    control.post("/_sandbox/faults", json={"amocrm": {fault: spec}}).raise_for_status()
     result = run_flow(env, raise_on_error=False)
     faults = control.post("/_sandbox/faults", json={"abcp": None}).json()["amocrm"]  # amoCRM's, untouched
-    assert faults.get("commit_then_drop", {"count": 0})["count"] == 0, "the answer was really lost"
+    assert faults.get(fault, {"count": 0})["count"] == 0, "the fault really fired"
     control.post("/_sandbox/faults", json={"amocrm": None}).raise_for_status()
     if not result.success:
         push(env)
@@ -313,3 +320,7 @@ def test_a_lost_answer_never_doubles_a_lead_or_a_note(
     )
     assert set(notes.values()) == {1} and len(notes) == 3
     assert Counter(field(c, ids.AMO_CONTACT_FIELD_TG_ID) for c in amo(control, "contacts"))["2020"] == 1
+    lead = api.get("leads", known_lead)
+    assert (
+        field(lead, ids.AMO_LEAD_FIELD_TOTAL_PAID) == "10500" and field(lead, ids.AMO_LEAD_FIELD_PURCHASE_COUNT) == "2"
+    )
