@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -82,9 +82,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                 [_bin("integration-sync"), "sandbox", "serve", "--host", args.host, "--port", str(args.sandbox_port)]
             )
             _wait_http(f"{base}/_sandbox/stats", 60, proc)
-            env.update(sandbox_env(base))
-            # the receiver needs a signing secret; the sandbox makes one up for this session
-            env.setdefault("PLATFORM_WEBHOOK_SECRET", secrets.token_hex(16))
+            own_secret = env.get("PLATFORM_WEBHOOK_SECRET")
+            env.update(sandbox_env(base, f"http://{args.host}:{args.webhook_port}/webhook/payment"))
+            if own_secret:  # .env's secret wins over the platform emulator's published one
+                env["PLATFORM_WEBHOOK_SECRET"] = own_secret
             print(f"sandbox: no credentials in .env, every connector points at {base}", flush=True)
         if env.get("PLATFORM_WEBHOOK_SECRET"):
             hook = start(
@@ -134,8 +135,62 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 def cmd_sandbox_env(args: argparse.Namespace) -> int:
     from integration_sync.sandbox.env import sandbox_env
 
-    for key, value in sandbox_env(f"http://{args.host}:{args.port}").items():
+    webhook_url = f"http://{args.webhook_host}:{args.webhook_port}/webhook/payment"
+    for key, value in sandbox_env(f"http://{args.host}:{args.port}", webhook_url).items():
         print(f"export {key}={_quote(value)}")
+    return 0
+
+
+def cmd_sandbox_send_payments(args: argparse.Namespace) -> int:
+    """Play the education platform: send signed payment webhooks to the receiver, print a JSON summary."""
+    from integration_sync.sandbox.platform import Customer, fetch_known_customers, send_payments
+
+    _load_dotenv(Path(args.project_dir).resolve() / ".env")
+    secret = os.environ.get("PLATFORM_WEBHOOK_SECRET", "")
+    if not secret.strip():
+        print(
+            "error: PLATFORM_WEBHOOK_SECRET is not set: the receiver's signing secret, from the environment or "
+            '.env (for the sandbox: eval "$(integration-sync sandbox env)")',
+            file=sys.stderr,
+        )
+        return 2
+    url = (
+        args.url
+        or os.environ.get("WEBHOOK_URL")
+        or (
+            f"http://{os.environ.get('WEBHOOK_HOST') or '127.0.0.1'}:{os.environ.get('WEBHOOK_PORT') or '8001'}"
+            "/webhook/payment"
+        )
+    )
+    sandbox_url = args.sandbox_url or os.environ.get("SANDBOX_BASE_URL")
+    known: list[Customer] = []
+    if not sandbox_url:
+        print("warning: no --sandbox-url or SANDBOX_BASE_URL: sending new customers only", file=sys.stderr)
+    else:
+        try:
+            known = fetch_known_customers(sandbox_url)
+        except (httpx.HTTPError, ValueError) as exc:
+            print(
+                f"warning: amoCRM sandbox contacts unavailable at {sandbox_url} ({type(exc).__name__}): "
+                "sending new customers only",
+                file=sys.stderr,
+            )
+    try:
+        summary = send_payments(
+            url,
+            secret,
+            args.count,
+            rate=args.rate,
+            duplicates=args.duplicates,
+            bad_signatures=args.bad_signatures,
+            concurrency=args.concurrency,
+            seed=args.seed,
+            known_customers=known,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -143,6 +198,27 @@ def _quote(value: str) -> str:
     import shlex
 
     return shlex.quote(value)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     env = sandbox_sub.add_parser("env", help="print export lines pointing every connector at the sandbox")
     env.add_argument("--host", default="127.0.0.1")
     env.add_argument("--port", type=int, default=8787)
+    env.add_argument("--webhook-host", default="127.0.0.1", help="the receiver WEBHOOK_URL points at")
+    env.add_argument("--webhook-port", type=int, default=8001)
     env.set_defaults(func=cmd_sandbox_env)
+    send = sandbox_sub.add_parser(
+        "send-payments", help="play the education platform: send signed payment webhooks, print a JSON summary"
+    )
+    send.add_argument("--count", type=_positive_int, required=True, help="requests to send")
+    send.add_argument("--rate", type=_positive_float, help="requests per second (default: as fast as possible)")
+    send.add_argument("--duplicates", type=_share, default=0.0, help="share re-sending a sent payment (409)")
+    send.add_argument("--bad-signatures", type=_share, default=0.0, help="share sent wrongly signed (401)")
+    send.add_argument("--url", help="default $WEBHOOK_URL, else http://$WEBHOOK_HOST:$WEBHOOK_PORT/webhook/payment")
+    send.add_argument("--sandbox-url", help="amoCRM sandbox for known customers (default $SANDBOX_BASE_URL)")
+    send.add_argument("--seed", type=int, help="same seed, same payments (default: a new one, in the summary)")
+    send.add_argument("--concurrency", type=_positive_int, default=8, help="parallel connections")
+    send.add_argument("--project-dir", default=".", help="where .env is read from")
+    send.set_defaults(func=cmd_sandbox_send_payments)
     return parser
 
 

@@ -14,15 +14,19 @@ from integration_sync.sandbox.bitrix24 import (
     USERS_STAGE_NEW,
 )
 from integration_sync.sandbox.kaspi import KASPI_API_PATH, KASPI_AUTH_VALUE
+from integration_sync.sandbox.platform import PLATFORM_WEBHOOK_SECRET, WEBHOOK_PATH
 
 B24_DEAL_TITLE_PREFIX = "ABCP Регистрация:"
+DEFAULT_WEBHOOK_URL = f"http://127.0.0.1:8001{WEBHOOK_PATH}"
 
 
-def sandbox_env(base_url: str) -> dict[str, str]:
+def sandbox_env(base_url: str, webhook_url: str | None = None) -> dict[str, str]:
     """Connector settings for the sandbox at ``base_url`` (e.g. ``http://127.0.0.1:8787``).
 
     ABCP_USERPSW is the plain password: the ABCP client sends its md5. The ``AMO_*`` settings come
     from `amocrm_env` (AMO_LONG_LIVED_TOKEN is empty so the OAuth refresh path is exercised).
+    PLATFORM_WEBHOOK_SECRET is the platform emulator's fixed secret and WEBHOOK_URL the receiver it
+    sends to (``webhook_url``, default the receiver `integration-sync up` starts on its default port).
     """
     base = base_url.rstrip("/")
     return {
@@ -41,4 +45,6 @@ def sandbox_env(base_url: str) -> dict[str, str]:
         "KASPI_TOKEN": KASPI_AUTH_VALUE,
         "DEFAULT_COUNTRY": "KZ",
         **amocrm_env(base),
+        "PLATFORM_WEBHOOK_SECRET": PLATFORM_WEBHOOK_SECRET,
+        "WEBHOOK_URL": webhook_url or DEFAULT_WEBHOOK_URL,
     }

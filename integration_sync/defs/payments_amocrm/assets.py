@@ -1,6 +1,5 @@
 """Platform payment events in the warehouse, and the amoCRM contacts, leads and notes they become."""
 
-
 from collections import Counter
 from datetime import date
 from typing import Any

@@ -7,7 +7,6 @@ queue gets no second one: that run reads the inbox when it starts. If Dagster is
 in the inbox; the sensor picks them up from its cursor when it is back.
 """
 
-
 from datetime import timedelta
 
 import dagster as dg

@@ -1,7 +1,6 @@
 """Asset checks that guard what the business relies on in the payments → amoCRM flow: no payment
 lost between the receiver and the event log, none applied twice, none left behind."""
 
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
