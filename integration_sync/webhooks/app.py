@@ -13,7 +13,7 @@
    - Legacy, only when ``legacy_secret_enabled``: ``X-Webhook-Secret: <secret>`` (no ``X-Signature``).
    - All comparisons use ``hmac.compare_digest``.
 3. UTF-8 JSON validated by `PaymentWebhook` → 422 ``{"error": ..., "details": [{loc, msg}]}``.
-4. Committed to the inbox under ``payment:{payment_id}`` before answering: 200
+4. Committed to the inbox (through its one writer, in batches) under ``payment:{payment_id}`` before answering: 200
    ``{"status": "accepted", "event_id": n}``; 202 when an exclusion rule skips it (stored as
    'skipped' with the reason); 409 ``{"error": "duplicate", "payment_id": ...}`` when the key is
    already in the inbox; 503 when the inbox cannot be written (the platform retries).
@@ -24,12 +24,15 @@ Logs carry the status and payment_id only: never the signature, secret or body.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from integration_sync.connectors.redaction import register_secrets
-from integration_sync.webhooks.inbox import EventStatus, Inbox
+from integration_sync.webhooks.inbox import EventStatus, Inbox, InboxWriter
 from integration_sync.webhooks.models import PaymentWebhook
 from integration_sync.webhooks.settings import ReceiverSettings
 
@@ -133,6 +136,7 @@ def create_app(settings: ReceiverSettings) -> Starlette:
     """The receiver app; its inbox is ``app.state.inbox``."""
     register_secrets(settings.secret.get_secret_value())
     inbox = Inbox(settings.inbox_path)
+    writer = InboxWriter(inbox)
 
     async def payment(request: Request) -> Response:
         payment_id: str | None = None
@@ -145,8 +149,8 @@ def create_app(settings: ReceiverSettings) -> Starlette:
             reason = settings.exclusion_reason(order.status, order.domain)
             status: EventStatus = "accepted" if reason is None else "skipped"
             try:
-                event_id = await run_in_threadpool(
-                    inbox.insert, SOURCE, webhook.event_key, order.event_date.isoformat(), text, status, reason
+                event_id = await asyncio.wrap_future(
+                    writer.submit(SOURCE, webhook.event_key, order.event_date.isoformat(), text, status, reason)
                 )
             except (sqlite3.Error, OSError) as exc:
                 logger.error("webhook payment inbox write failed: %s", type(exc).__name__)
@@ -174,12 +178,19 @@ def create_app(settings: ReceiverSettings) -> Starlette:
             return JSONResponse({"status": "error", "error": "inbox unavailable"}, status_code=503)
         return JSONResponse({"status": "ok", "inbox_events": count})
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        writer.close()
+
     app = Starlette(
         routes=[
             Route("/webhook/payment", payment, methods=["POST"]),
             Route("/webhook/health", health, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
     app.state.inbox = inbox
+    app.state.writer = writer
     app.state.settings = settings
     return app

@@ -33,6 +33,10 @@ class ReceiverServer(BackgroundServer):
         super().__init__(create_app(settings), host, port, log_level, backlog=256)
         self.inbox: Inbox = self.app.state.inbox
 
+    def stop(self) -> None:
+        super().stop()
+        self.app.state.writer.close()  # uvicorn runs here without lifespan events
+
 
 if __name__ == "__main__":
     serve(

@@ -95,3 +95,40 @@ def test_two_processes_adding_concurrently(tmp_path: Path) -> None:
     events = inbox.read_after(0, 1000)
     assert len({e.event_key for e in events}) == 450
     assert [e.id for e in events] == sorted(e.id for e in events)
+
+
+def test_the_writer_commits_batches_with_one_answer_per_event(tmp_path: Path) -> None:
+    from integration_sync.webhooks.inbox import InboxWriter
+
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    writer = InboxWriter(inbox, max_batch=50)
+    try:
+        keys = [f"payment:{n % 150}" for n in range(300)]
+        with ThreadPoolExecutor(32) as pool:
+            futures = list(pool.map(lambda k: writer.submit("s", k, "2025-01-20", "{}"), keys))
+        ids = [f.result(timeout=30) for f in futures]
+    finally:
+        writer.close()
+    new = [i for i in ids if i is not None]
+    assert len(new) == 150 and len(set(new)) == 150  # each key stored once, whatever the batch
+    assert inbox.count() == 150 and sum(e.redeliveries for e in inbox.read_after(0, 1000)) == 150
+
+
+def test_a_writer_that_cannot_write_fails_the_callers_and_recovers(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from integration_sync.webhooks.inbox import InboxWriter
+
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    good = inbox.path
+    inbox.path = tmp_path / "missing" / "dir" / "inbox.sqlite"
+    writer = InboxWriter(inbox)
+    try:
+        with pytest.raises(sqlite3.Error):
+            writer.submit("s", "payment:1", "2025-01-20", "{}").result(timeout=10)
+        inbox.path = good  # the disk is back: the next event goes in
+        assert writer.submit("s", "payment:1", "2025-01-20", "{}").result(timeout=10) == 1
+    finally:
+        writer.close()
