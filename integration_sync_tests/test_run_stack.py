@@ -1,4 +1,5 @@
-"""`make run`'s stack in a subprocess: sandbox, Dagster webserver and daemon; the code location loads."""
+"""`make run`'s stack in a subprocess: sandbox, receiver, Dagster webserver and daemon; the code location
+loads, and a payment webhook reaches amoCRM through the daemon's sensor."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from integration_sync.sandbox.platform import PLATFORM_WEBHOOK_SECRET
+from integration_sync_tests.payments_amocrm.flow import payment, signed
+
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = """
 { repositoriesOrError { ... on RepositoryConnection { nodes {
     name location { name }
     assetNodes { assetKey { path } groupName }
     schedules { name cronSchedule executionTimezone scheduleState { status } }
+    sensors { name sensorState { status } }
 } } } }
 """
 
@@ -92,6 +97,19 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
         # and the webhook receiver answers next to Dagster
         health = httpx.get(f"http://127.0.0.1:{webhook_port}/webhook/health", timeout=10)
         assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert groups["platform/payment_events"] == groups["amocrm/payment_leads"] == "payments_amocrm"
+        assert {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]} == {"payment_inbox": "RUNNING"}
+        # a payment posted to the receiver reaches the amoCRM emulator through the daemon's sensor
+        body, headers = signed(payment("stack-1"), PLATFORM_WEBHOOK_SECRET)
+        answer = httpx.post(f"http://127.0.0.1:{webhook_port}/webhook/payment", content=body, headers=headers)
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 120
+        while not any(
+            "Payment ID: stack-1" in n["params"]["text"]
+            for n in httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/amocrm/notes", timeout=10).json()
+        ):
+            assert time.monotonic() < deadline, "the payment never reached amoCRM"
+            time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import closing, contextmanager
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS events (
     redeliveries INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_by_date ON events (event_date, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLUMNS = "id, source, event_key, received_at, event_date, status, reason, payload, redeliveries"
@@ -91,6 +93,7 @@ class Inbox:
             if columns and "redeliveries" not in columns:  # an inbox from before the counter
                 conn.execute("ALTER TABLE events ADD COLUMN redeliveries INTEGER NOT NULL DEFAULT 0")
             conn.executescript(SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('inbox_id', ?)", (uuid.uuid4().hex,))
 
     def open(self) -> sqlite3.Connection:
         """A new autocommit connection that waits for the write lock and syncs every commit."""
@@ -144,6 +147,13 @@ class Inbox:
                 (cursor_id, limit),
             ).fetchall()
         return [Event(*row) for row in rows]
+
+    def identity(self) -> str:
+        """A random id made with the file: a new inbox (ids from 1 again) has another one, so a
+        reader's cursor from an old inbox is not applied to it."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'inbox_id'").fetchone()
+        return str(row[0])
 
     def ids_after(self, cursor_id: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
         """(id, event_date) of events with ``id > cursor_id`` in id order: a sensor's light read."""

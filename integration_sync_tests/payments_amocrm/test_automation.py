@@ -18,6 +18,7 @@ from integration_sync.defs.payments_amocrm.automation import (
     payments_reconciliation,
     payments_retry,
 )
+from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.models import MOSCOW
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
@@ -63,9 +64,13 @@ def tick(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
     return payment_inbox(dg.build_sensor_context(instance=instance, cursor=cursor))
 
 
+def test_no_inbox_yet_is_a_skip_not_an_error(env: dict[str, str]) -> None:
+    assert isinstance(tick(dg.DagsterInstance.ephemeral()), dg.SkipReason)
+
+
 def test_the_sensor_asks_one_run_per_day_and_moves_its_cursor(env: dict[str, str], receiver: str) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    assert isinstance(tick(instance), dg.SkipReason)  # no inbox yet is not an error either
+    assert not tick(instance).run_requests
     yesterday = datetime.now(MOSCOW) - timedelta(days=1)
     deliver(
         receiver,
@@ -75,16 +80,20 @@ def test_the_sensor_asks_one_run_per_day_and_moves_its_cursor(env: dict[str, str
         payment("s-4", paid_at=datetime(2019, 5, 1, tzinfo=MOSCOW)),  # before the first partition
     )
     result = tick(instance)
-    assert result.cursor == "4"
+    identity = Inbox(env["WEBHOOK_INBOX_PATH"]).identity()
+    assert result.cursor == f"{identity}:4"
     requests = {r.partition_key: r.run_key for r in result.run_requests}
     assert requests == {
         today().isoformat(): f"payments:{today().isoformat()}:1-3",
         yesterday.date().isoformat(): f"payments:{yesterday.date().isoformat()}:2-2",
         "2025-01-01": "payments:2025-01-01:4-4",
     }
-    assert isinstance(tick(instance, result.cursor), dg.SkipReason)
+    idle = tick(instance, result.cursor)
+    assert idle.run_requests == [] and idle.skip_reason and idle.cursor == result.cursor
     deliver(receiver, payment("s-5"))
     assert [r.run_key for r in tick(instance, result.cursor).run_requests] == [f"payments:{today().isoformat()}:5-5"]
+    # a cursor from another inbox (the data folder was replaced) does not skip this one's first events
+    assert len(tick(instance, "0123456789abcdef:99").run_requests) == 3
 
 
 def test_a_day_with_a_run_waiting_in_the_queue_gets_no_second_run(env: dict[str, str], receiver: str) -> None:
@@ -98,7 +107,7 @@ def test_a_day_with_a_run_waiting_in_the_queue_gets_no_second_run(env: dict[str,
     instance.add_run(waiting)
     deliver(receiver, payment("q-1"))
     result = tick(instance)
-    assert result.run_requests == [] and result.cursor == "1"
+    assert result.run_requests == [] and result.cursor.endswith(":1")
     instance.report_run_canceled(waiting)  # no longer waiting: the next payments get their run
     deliver(receiver, payment("q-2"))
     assert len(tick(instance, result.cursor).run_requests) == 1

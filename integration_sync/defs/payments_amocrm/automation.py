@@ -1,8 +1,8 @@
 """What starts payment runs: the inbox sensor (new webhooks, within seconds), the retry schedule
 (failed payments and amoCRM outages), the hourly reconciliation, and the jobs they run.
 
-The sensor drains the inbox by cursor (the last event id) and requests one run per Moscow day of the
-new payments (run key = the day and the event ids). A day that already has a run waiting in the
+The sensor drains the inbox by cursor (the inbox's identity and its last event id) and requests one
+run per Moscow day of the new payments (run key = the day and the event ids). A day that already has a run waiting in the
 queue gets no second one: that run reads the inbox when it starts. If Dagster is down, payments wait
 in the inbox; the sensor picks them up from its cursor when it is back.
 """
@@ -59,7 +59,7 @@ def _waiting_days(context: dg.SensorEvaluationContext) -> set[str]:
 
 @dg.sensor(
     job=payments_amocrm_job,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
@@ -67,10 +67,13 @@ def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     path = inbox_path_from_env()
     if not path.exists():
         return dg.SkipReason(f"no inbox at {path} yet")
-    cursor = int(context.cursor or 0)
-    rows = Inbox(path).ids_after(cursor, SENSOR_BATCH)
+    inbox = Inbox(path)
+    identity = inbox.identity()
+    seen_inbox, _, seen_id = (context.cursor or "").rpartition(":")
+    cursor = int(seen_id) if seen_inbox == identity and seen_id.isdigit() else 0  # a new inbox: from its start
+    rows = inbox.ids_after(cursor, SENSOR_BATCH)
     if not rows:
-        return dg.SkipReason("no new payments")
+        return dg.SensorResult(skip_reason="no new payments", cursor=f"{identity}:{cursor}")
     first, last = partition_bounds()
     by_day: dict[str, list[int]] = {}
     for event_id, event_date in rows:
@@ -81,7 +84,7 @@ def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
         for day, ids in sorted(by_day.items())
         if day not in waiting
     ]
-    return dg.SensorResult(run_requests=requests, cursor=str(rows[-1][0]))
+    return dg.SensorResult(run_requests=requests, cursor=f"{identity}:{rows[-1][0]}")
 
 
 def _busy(context: dg.ScheduleEvaluationContext) -> bool:
