@@ -6,8 +6,8 @@ Environment variables:
 - ``WEBHOOK_LEGACY_SECRET_ENABLED`` (``false``): accept the legacy ``X-Webhook-Secret`` header.
 - ``WEBHOOK_TIMESTAMP_TOLERANCE_S`` (``300``; ``0`` disables the staleness check).
 - ``WEBHOOK_MAX_BODY_BYTES`` (``65536``).
-- ``WEBHOOK_EXCLUDED_STATUSES``: comma list; unset means every status except ``CONFIRMED`` is skipped;
-  set to an empty string to skip none.
+- ``WEBHOOK_EXCLUDED_STATUSES``: comma list; unset or empty (as in a copied ``.env.example``) means
+  every status except ``CONFIRMED`` is skipped; ``none`` skips no status.
 - ``WEBHOOK_EXCLUDED_DOMAINS``: comma list (default empty).
 - ``WEBHOOK_INBOX_PATH`` (default ``$INTEGRATION_SYNC_DATA_DIR/inbox.sqlite``, data dir default ``data``).
 """
@@ -81,13 +81,13 @@ class ReceiverSettings(BaseModel):
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReceiverSettings:
         """Settings from ``env`` (default ``os.environ``); raises if the secret is missing."""
         env = os.environ if env is None else env
-        statuses = env.get("WEBHOOK_EXCLUDED_STATUSES")
+        statuses = (env.get("WEBHOOK_EXCLUDED_STATUSES") or "").strip()
         return cls(
             secret=SecretStr(env.get("PLATFORM_WEBHOOK_SECRET", "")),
             legacy_secret_enabled=_bool(env.get("WEBHOOK_LEGACY_SECRET_ENABLED", "false")),
             timestamp_tolerance_s=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_S") or 300),
             max_body_bytes=int(env.get("WEBHOOK_MAX_BODY_BYTES") or 64 * 1024),
-            excluded_statuses=None if statuses is None else _csv(statuses),
+            excluded_statuses=None if not statuses else frozenset() if statuses.lower() == "none" else _csv(statuses),
             excluded_domains=_csv(env.get("WEBHOOK_EXCLUDED_DOMAINS", "")),
             inbox_path=inbox_path_from_env(env),
         )

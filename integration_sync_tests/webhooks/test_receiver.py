@@ -341,3 +341,8 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert "k" not in repr(custom.secret)
     with pytest.raises(ValueError):
         ReceiverSettings.from_env({})
+    # an empty value, as in a copied .env.example, keeps the default; "none" skips no status
+    empty = ReceiverSettings.from_env({"PLATFORM_WEBHOOK_SECRET": "k", "WEBHOOK_EXCLUDED_STATUSES": ""})
+    assert empty.exclusion_reason("PENDING", None)
+    none = ReceiverSettings.from_env({"PLATFORM_WEBHOOK_SECRET": "k", "WEBHOOK_EXCLUDED_STATUSES": "none"})
+    assert none.exclusion_reason("PENDING", None) is None

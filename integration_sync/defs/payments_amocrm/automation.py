@@ -2,9 +2,9 @@
 (failed payments and amoCRM outages), the hourly reconciliation, and the jobs they run.
 
 The sensor drains the inbox by cursor (the inbox's identity and its last event id) and requests one
-run per Moscow day of the new payments (run key = the day and the event ids). A day that already has a run waiting in the
-queue gets no second one: that run reads the inbox when it starts. If Dagster is down, payments wait
-in the inbox; the sensor picks them up from its cursor when it is back.
+run per Moscow day of the new payments (run key = the day and the event ids). A day that already has
+a run waiting in the queue gets no second one: that run reads the inbox when it starts. If Dagster is
+down, payments wait in the inbox; the sensor picks them up from its cursor when it is back.
 """
 
 from datetime import timedelta
