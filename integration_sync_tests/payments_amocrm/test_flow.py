@@ -194,6 +194,14 @@ def test_contact_matching_priority_and_verified_hits(
     run_flow(env)
     contacts = {key: row["contact_id"] for key, row in event_log(env).items()}
     assert contacts == {"m-tg": by_tg, "m-phone": by_phone, "m-email": by_email, "m-look": lookalike}
+    # a phone matched once is remembered, yet a Telegram id match still comes first
+    phone_only = api.contact("Только телефон", phone="+79995550022")
+    deliver(receiver, payment("m-first", user=customer(phone="+79995550022")))
+    run_flow(env)
+    newcomer = api.contact("Новый в Telegram", tg="9119")
+    deliver(receiver, payment("m-later", user=customer(tg="9119", phone="+79995550022")))
+    run_flow(env)
+    assert (event_log(env)["m-first"]["contact_id"], event_log(env)["m-later"]["contact_id"]) == (phone_only, newcomer)
 
 
 def test_payments_for_one_lead_in_one_run_are_both_counted(

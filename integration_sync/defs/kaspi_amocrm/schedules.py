@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, ORDERS_KEY, PUSH_TAG, kazakhstan_days
+from integration_sync.defs.runs import push_in_progress
 
 KAZAKHSTAN = ZoneInfo("Asia/Almaty")
 WINDOW_DAYS = 14
@@ -26,22 +27,6 @@ kaspi_amocrm_job = dg.define_asset_job(
     tags=PUSH_TAG,
     description="Load Kaspi orders for a range of days, then push new orders and status changes to amoCRM.",
 )
-
-
-def _busy(context: dg.ScheduleEvaluationContext) -> bool:
-    runs = context.instance.get_run_records(
-        dg.RunsFilter(
-            tags=PUSH_TAG,
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ],
-        ),
-        limit=1,
-    )
-    return bool(runs)
 
 
 def _first_day(today: datetime, last_success: float | None) -> datetime:
@@ -73,7 +58,7 @@ def _request(first: datetime, today: datetime, key: str, mode: str) -> dg.RunReq
 )
 def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """New orders: yesterday and today, or back to the last successful load (within 14 days)."""
-    if _busy(context):
+    if push_in_progress(context.instance, PUSH_TAG):
         return dg.SkipReason("a kaspi_amocrm run is queued or running")
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
     event = context.instance.get_latest_materialization_event(ORDERS_KEY)
@@ -89,7 +74,7 @@ def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | d
 )
 def kaspi_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Re-read the last 14 days so non-final orders' status changes reach amoCRM."""
-    if _busy(context):
+    if push_in_progress(context.instance, PUSH_TAG):
         return dg.SkipReason("a kaspi_amocrm run is queued or running")
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
     first = max(now - timedelta(days=WINDOW_DAYS - 1), _partition_start())

@@ -19,14 +19,13 @@ from integration_sync.defs.payments_amocrm.assets import (
     partition_bounds,
     partition_day,
 )
+from integration_sync.defs.runs import WAITING, push_in_progress
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.settings import inbox_path_from_env
 
 MOSCOW_TZ = "Europe/Moscow"
 _RANGE_START = "dagster/asset_partition_range_start"
 _RANGE_END = "dagster/asset_partition_range_end"
-_WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
-_ACTIVE = [*_WAITING, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 SENSOR_BATCH = 5000
 
 payments_amocrm_job = dg.define_asset_job(
@@ -52,7 +51,7 @@ payments_push_job = dg.define_asset_job(
 
 def _waiting_days(context: dg.SensorEvaluationContext) -> set[str]:
     records = context.instance.get_run_records(
-        dg.RunsFilter(job_name=payments_amocrm_job.name, statuses=_WAITING), limit=100
+        dg.RunsFilter(job_name=payments_amocrm_job.name, statuses=WAITING), limit=100
     )
     return {r.dagster_run.tags.get("dagster/partition", "") for r in records}
 
@@ -87,10 +86,6 @@ def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     return dg.SensorResult(run_requests=requests, cursor=f"{identity}:{rows[-1][0]}")
 
 
-def _busy(context: dg.ScheduleEvaluationContext) -> bool:
-    return bool(context.instance.get_run_records(dg.RunsFilter(tags=PUSH_TAG, statuses=_ACTIVE), limit=1))
-
-
 def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
     records = context.instance.get_run_records(
         dg.RunsFilter(tags=PUSH_TAG, statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=1
@@ -107,7 +102,7 @@ def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
 def payments_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Every 5 minutes: push again when payments are still outstanding or the last run failed (amoCRM
     down, throttled or blocked): every payment lands once amoCRM is back."""
-    if _busy(context):
+    if push_in_progress(context.instance, PUSH_TAG):
         return dg.SkipReason("a payments run is queued or running")
     event = context.instance.get_latest_materialization_event(LEADS_KEY)
     materialization = event.asset_materialization if event else None
@@ -128,7 +123,7 @@ def payments_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.
 def payments_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Hourly: load yesterday and today from the inbox again (a run the sensor asked for may have
     failed before its load) and push what is outstanding."""
-    if _busy(context):
+    if push_in_progress(context.instance, PUSH_TAG):
         return dg.SkipReason("a payments run is queued or running")
     now = context.scheduled_execution_time
     first, last = partition_bounds()

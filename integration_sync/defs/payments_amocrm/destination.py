@@ -199,10 +199,10 @@ class PaymentsDestination:
             if work.contact_id:
                 candidates[work.key] = work.contact_id
                 continue
-            for identity in identities(work.customer):
-                if identity in self.identities.known:
-                    candidates[work.key] = int(self.identities.known[identity])
-                    break
+            # only the top identity: a phone learned earlier must not win over a Telegram id search
+            top = identities(work.customer)[0]
+            if top in self.identities.known:
+                candidates[work.key] = int(self.identities.known[top])
         contacts = {c.id: c for c in self.client.get_contacts(set(candidates.values()), with_leads=True)}
         for work in works:
             candidate = contacts.get(candidates.get(work.key, 0))
@@ -222,8 +222,9 @@ class PaymentsDestination:
             else:
                 work.error = "contact_not_found: no amoCRM contact has this telegram id, phone or email"
         for work in works:
-            if work.contact_id:
-                self.identities.learn(identities(work.customer), work.contact_id)
+            if work.contact is not None:  # only what the contact really holds: never a hint for another one
+                held = [i for i in identities(work.customer) if holds_identity(work.contact, i, self.settings)]
+                self.identities.learn(held, work.contact.id)
 
     def _search(self, customer: Mapping[str, Any]) -> Contact | None:
         """Telegram id, then phone, then email; the first verified hit (lowest id if several)."""
