@@ -13,7 +13,9 @@
    - Legacy, only when ``legacy_secret_enabled``: ``X-Webhook-Secret: <secret>`` (no ``X-Signature``).
    - All comparisons use ``hmac.compare_digest``.
 3. UTF-8 JSON validated by `PaymentWebhook` → 422 ``{"error": ..., "details": [{loc, msg}]}``.
-4. Committed to the inbox (through its one writer, in batches) under ``payment:{payment_id}`` before answering: 200
+4. Committed to the inbox (through its one writer, in batches) under ``payment:{payment_id}`` (a
+   skipped one under ``payment:{payment_id}:skipped:{STATUS}``, so a later CONFIRMED still gets in)
+   before answering: 200
    ``{"status": "accepted", "event_id": n}``; 202 when an exclusion rule skips it (stored as
    'skipped' with the reason); 409 ``{"error": "duplicate", "payment_id": ...}`` when the key is
    already in the inbox; 503 when the inbox cannot be written (the platform retries).
@@ -148,9 +150,11 @@ def create_app(settings: ReceiverSettings) -> Starlette:
             payment_id = order.payment_id
             reason = settings.exclusion_reason(order.status, order.domain)
             status: EventStatus = "accepted" if reason is None else "skipped"
+            # a skipped status (PENDING, …) must not block the same payment's later CONFIRMED webhook
+            key = webhook.event_key if reason is None else f"{webhook.event_key}:skipped:{order.status.upper()}"
             try:
                 event_id = await asyncio.wrap_future(
-                    writer.submit(SOURCE, webhook.event_key, order.event_date.isoformat(), text, status, reason)
+                    writer.submit(SOURCE, key, order.event_date.isoformat(), text, status, reason)
                 )
             except (sqlite3.Error, OSError) as exc:
                 logger.error("webhook payment inbox write failed: %s", type(exc).__name__)

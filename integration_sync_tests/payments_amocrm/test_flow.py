@@ -228,6 +228,13 @@ def test_skipped_payments_are_logged_and_never_pushed(
     assert push_metadata(result)["fetched"] == 0 and events_metadata(result)["status_skipped"] == 1
     row = event_log(env)["skip-1"]
     assert row["status"] == "skipped" and "PENDING" in row["error_message"]
+    # the platform confirms the same payment later: it is applied, once
+    assert deliver(receiver, payment("skip-1"), payment("skip-1")) == [200, 409]
+    result = run_flow(env)
+    assert push_metadata(result)["created"] == 1
+    row = event_log(env)["skip-1"]
+    assert row["status"] == "success" and row["lead_id"] and row["redeliveries"] == 1
+    assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()}["inbox_fully_loaded"]
 
 
 def test_not_found_with_create_off_fails_with_the_reason_then_is_re_driven(

@@ -202,9 +202,13 @@ def test_excluded_status_and_domain_are_202_and_stored_skipped(server: ReceiverS
     domain = post(server, payload("pay_d", domain="TEST.el-ed.ru "))
     assert domain.status_code == 202
     events = {e.event_key: e for e in server.inbox.read_after(0, 10)}
-    assert events["payment:pay_p"].status == "skipped" and "PENDING" in (events["payment:pay_p"].reason or "")
-    assert events["payment:pay_d"].status == "skipped" and "test.el-ed.ru" in (events["payment:pay_d"].reason or "")
-    # a skipped payment is a duplicate too
+    skipped = events["payment:pay_p:skipped:PENDING"]
+    assert skipped.status == "skipped" and "PENDING" in (skipped.reason or "")
+    by_domain = events["payment:pay_d:skipped:CONFIRMED"]
+    assert by_domain.status == "skipped" and "test.el-ed.ru" in (by_domain.reason or "")
+    assert post(server, payload("pay_p", status="PENDING")).status_code == 409  # the same skipped webhook again
+    # the same payment confirmed later is accepted (once): a PENDING webhook never swallows the payment
+    assert post(server, payload("pay_p", status="CONFIRMED")).status_code == 200
     assert post(server, payload("pay_p", status="CONFIRMED")).status_code == 409
 
 

@@ -184,22 +184,35 @@ def ingest_events(
                 "run_id": run_id,
             }
         )
+    # one row per payment: its accepted webhook, else the first skipped one (a PENDING, then CONFIRMED)
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        held = best.get(row["payment_id"])
+        if held is None or (held["inbox_status"] == "skipped" and row["inbox_status"] == "accepted"):
+            best[row["payment_id"]] = row
     with warehouse.transaction() as conn:
         known = {
-            row[0]: row[1]
+            row[0]: (row[1], row[2])
             for row in conn.execute(
-                "SELECT payment_id, redeliveries FROM payment_events WHERE list_contains(?, payment_id)",
-                [[r["payment_id"] for r in rows]],
+                "SELECT payment_id, inbox_status, redeliveries FROM payment_events WHERE list_contains(?, payment_id)",
+                [list(best)],
             ).fetchall()
         }
-        fresh = [r for r in rows if r["payment_id"] not in known]
+        confirmed = [
+            p
+            for p, row in best.items()
+            if p in known and known[p][0] == "skipped" and row["inbox_status"] == "accepted"
+        ]
+        if confirmed:
+            conn.execute("DELETE FROM payment_events WHERE list_contains(?, payment_id)", [confirmed])
+        fresh = [row for p, row in best.items() if p not in known or p in confirmed]
         report.new = insert_rows(conn, "payment_events", _EVENT_COLUMNS, fresh, on_conflict="ON CONFLICT DO NOTHING")
         report.skipped = sum(1 for r in fresh if r["inbox_status"] == "skipped")
-        moved = [(r["redeliveries"], r["payment_id"]) for r in rows if r["payment_id"] in known]
-        for redeliveries, payment_id in moved:
-            if known[payment_id] != redeliveries:
+        for payment_id, row in best.items():
+            if payment_id in known and payment_id not in confirmed and known[payment_id][1] != row["redeliveries"]:
                 conn.execute(
-                    "UPDATE payment_events SET redeliveries = ? WHERE payment_id = ?", [redeliveries, payment_id]
+                    "UPDATE payment_events SET redeliveries = ? WHERE payment_id = ? AND event_id = ?",
+                    [row["redeliveries"], payment_id, row["event_id"]],
                 )
         report.redelivered = sum(int(r["redeliveries"] or 0) for r in rows)
         if rejects:
@@ -395,16 +408,21 @@ def _int(value: Any) -> int | None:
 
 
 def inbox_keys_missing_from_log(warehouse: Warehouse, inbox: Inbox) -> list[str]:
-    """Inbox events up to the newest one loaded that are neither in `payment_events` nor recorded as
-    unreadable in `ingest_rejects`."""
+    """Inbox events up to the newest one loaded whose payment is neither in `payment_events` nor
+    recorded as unreadable in `ingest_rejects`."""
     with warehouse.connect() as conn:
         row = conn.execute("SELECT max(event_id) FROM payment_events").fetchone()
         newest = int(row[0]) if row and row[0] is not None else 0
-        loaded = {int(r[0]) for r in conn.execute("SELECT event_id FROM payment_events").fetchall()}
+        loaded = {str(r[0]) for r in conn.execute("SELECT payment_id FROM payment_events").fetchall()}
         unreadable = {
             str(r[0]) for r in conn.execute("SELECT record_key FROM ingest_rejects WHERE flow = ?", [FLOW]).fetchall()
         }
-    return [key for event_id, key in inbox.keys_until(newest) if event_id not in loaded and key not in unreadable]
+    return [key for _, key in inbox.keys_until(newest) if payment_of(key) not in loaded and key not in unreadable]
+
+
+def payment_of(event_key: str) -> str:
+    """The payment id of an inbox key: ``payment:{id}`` or ``payment:{id}:skipped:{STATUS}``."""
+    return event_key.removeprefix("payment:").split(":skipped:")[0]
 
 
 def payments_applied_twice(warehouse: Warehouse) -> tuple[list[str], list[int]]:
