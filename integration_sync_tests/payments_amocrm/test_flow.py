@@ -11,13 +11,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
 import pytest
 
+from integration_sync.defs.payments_amocrm.destination import Identities, PaymentsDestination
+from integration_sync.defs.payments_amocrm.tables import PaymentLedger
 from integration_sync.sandbox import amocrm_schema as ids
+from integration_sync.sync.engine import Change, Outcome
 from integration_sync.webhooks.models import MOSCOW
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
+from integration_sync_tests.dagster_support import environment
 from integration_sync_tests.payments_amocrm.flow import (
     AmoApi,
     amo,
@@ -31,6 +36,7 @@ from integration_sync_tests.payments_amocrm.flow import (
     payment,
     push,
     push_metadata,
+    resources,
     run_flow,
 )
 
@@ -342,3 +348,16 @@ def test_a_lost_answer_never_doubles_a_lead_a_note_or_a_total(
     assert (
         field(lead, ids.AMO_LEAD_FIELD_TOTAL_PAID) == "10500" and field(lead, ids.AMO_LEAD_FIELD_PURCHASE_COUNT) == "2"
     )
+
+
+def test_a_payment_whose_note_was_found_is_settled_without_a_request(env: dict[str, str]) -> None:
+    # after a crash the engine may hand back a payment it found applied but whose payload has changed
+    # since (new settings): its note is there, so nothing is sent again
+    with environment(env), dg.build_resources(resources()) as built:
+        store = built.warehouse.warehouse()
+        with built.amocrm.client() as client:
+            destination = PaymentsDestination(client, built.payments.settings(), PaymentLedger(store), Identities())
+            ids = {"contact": "1", "lead": "2", "note": "3"}
+            change = Change("p-1", "update", {}, None, ids, attempts=0, hash="new", in_flight=True, attempt_hash="old")
+            assert destination.push([change]) == [Outcome("p-1", "succeeded", "settle", ids)]
+            assert destination.requests_used() == 0

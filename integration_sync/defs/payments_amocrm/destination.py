@@ -172,7 +172,11 @@ class PaymentsDestination:
     # ---- the push -----------------------------------------------------------------------------
 
     def push(self, changes: Sequence[Change]) -> list[Outcome]:
-        works = [_Work(change) for change in changes]
+        # a payment whose note is already in amoCRM (found after a crash) is applied: never twice
+        applied = [Outcome(c.key, "succeeded", "settle", dict(c.target_ids)) for c in changes if c.target_ids.get(NOTE)]
+        works = [_Work(change) for change in changes if not change.target_ids.get(NOTE)]
+        if not works:
+            return applied
         known = self.ledger.targets(w.key for w in works)
         for work in works:
             target = known.get(work.key)
@@ -185,7 +189,7 @@ class PaymentsDestination:
         self._create_leads(works)
         self._update_leads(works)
         self._fill_contacts(works)
-        return self._add_notes(works)
+        return applied + self._add_notes(works)
 
     def _live(self, works: Iterable[_Work]) -> list[_Work]:
         return [w for w in works if w.error is None]
