@@ -123,7 +123,7 @@ def test_webhook_to_amocrm_through_the_sensor_and_the_job(
     env: dict[str, str], receiver: str, control: httpx.Client, instance: dg.DagsterInstance
 ) -> None:
     deliver(receiver, payment("e2e-1", user={"telegram_id": "31337", "first_name": "Ада"}), payment("e2e-2"))
-    job = definitions().get_job_def(payments_amocrm_job.name)
+    job = definitions().resolve_job_def(payments_amocrm_job.name)
     for request in tick(instance).run_requests:
         result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
         assert result.success
@@ -141,14 +141,14 @@ def test_the_retry_schedule_runs_the_push_while_payments_are_outstanding_or_the_
 ) -> None:
     deliver(receiver, payment("r-1"))
     control.post("/_sandbox/faults", json={"amocrm": {"error_rate": {"rate": 1.0, "status": 503}}}).raise_for_status()
-    job = definitions().get_job_def(payments_amocrm_job.name)
+    job = definitions().resolve_job_def(payments_amocrm_job.name)
     failed = job.execute_in_process(instance=instance, partition_key=today().isoformat(), raise_on_error=False)
     assert not failed.success
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(MOSCOW))
     request = payments_retry(context)
     assert isinstance(request, dg.RunRequest)
     control.post("/_sandbox/faults", json={"amocrm": None}).raise_for_status()
-    push = definitions().get_job_def(payments_push_job.name)
+    push = definitions().resolve_job_def(payments_push_job.name)
     assert push.execute_in_process(instance=instance, tags=request.tags).success
     assert event_log(env)["r-1"]["status"] == "success"
     assert isinstance(payments_retry(context), dg.SkipReason)
