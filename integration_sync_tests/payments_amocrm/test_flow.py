@@ -203,6 +203,14 @@ def test_contact_matching_priority_and_verified_hits(
     run_flow(env)
     contacts = {key: row["contact_id"] for key, row in event_log(env).items()}
     assert contacts == {"m-tg": by_tg, "m-phone": by_phone, "m-email": by_email, "m-look": lookalike}
+    # amoCRM holds this phone with spaces and brackets, which its `query` never finds: the contact
+    # index (read before creating anyone) still matches it, so no second contact is made
+    formatted = api.contact("Со скобками", phone="+7 (999) 555-44-33")
+    contacts_before = len(amo(control, "contacts"))
+    deliver(receiver, payment("m-formatted", user=customer(phone="89995554433")))
+    meta = push_metadata(run_flow(env))
+    assert (meta["contacts_found"], meta["contacts_created"]) == (1, 0)
+    assert event_log(env)["m-formatted"]["contact_id"] == formatted and len(amo(control, "contacts")) == contacts_before
     # a phone matched once is remembered, yet a Telegram id match still comes first
     phone_only = api.contact("Только телефон", phone="+79995550022")
     deliver(receiver, payment("m-first", user=customer(phone="+79995550022")))

@@ -16,6 +16,7 @@ from integration_sync.defs.payments_amocrm.mapping import (
     active_lead,
     choose_stage,
     contact_fill,
+    contact_identities,
     desired_payment,
     direction_enum_id,
     has_note_for,
@@ -165,6 +166,12 @@ def test_a_search_hit_counts_only_when_the_contact_holds_the_identity() -> None:
     assert holds_identity(contact, "tg:555", SETTINGS)
     assert not holds_identity(contact, "tg:5555", SETTINGS)  # query matched a substring
     assert not holds_identity(_contact(phone="+79991234568"), "phone:+79991234567", SETTINGS)
+
+
+def test_a_contact_s_identities_are_normalized_for_the_index() -> None:
+    contact = _contact(phone="+7 (999) 123-45-67", email=" Ivan@Example.com ", tg=" 555 ")
+    assert contact_identities(contact, SETTINGS) == ["tg:555", "phone:+79991234567", "email:ivan@example.com"]
+    assert contact_identities(_contact(phone="not a phone"), SETTINGS) == []
 
 
 def test_telegram_fields_are_filled_only_where_empty() -> None:

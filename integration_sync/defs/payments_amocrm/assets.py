@@ -23,7 +23,7 @@ from integration_sync.defs.payments_amocrm.tables import (
 )
 from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
 from integration_sync.sync.engine import SyncEngine
-from integration_sync.sync.state import read_lookup, redrive, write_lookup
+from integration_sync.sync.state import read_lookup, read_state, redrive, write_lookup, write_state
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.models import PaymentWebhook
 
@@ -32,6 +32,7 @@ PUSH_TAG = {"integration_sync/push": "payments_amocrm"}
 EVENTS_KEY = dg.AssetKey(["platform", "payment_events"])
 LEADS_KEY = dg.AssetKey(["amocrm", "payment_leads"])
 IDENTITIES = "contact_by_identity"
+CONTACTS_WATERMARK = "contacts_updated_at"
 
 moscow_days = daily("Europe/Moscow", "PAYMENTS_START_DATE", "2025-01-01")
 
@@ -125,7 +126,9 @@ def amocrm_payment_leads(
     settings = payments.settings()
     desired = [desired_payment(PaymentWebhook.model_validate_json(p), settings) for p in events_to_push(store)]
     unmapped = Counter(name for d in desired for name in d.payload["unmapped_subjects"])
-    identities = Identities(known=read_lookup(store, FLOW, IDENTITIES))
+    identities = Identities(
+        known=read_lookup(store, FLOW, IDENTITIES), watermark=int(read_state(store, FLOW, CONTACTS_WATERMARK) or 0)
+    )
     engine = SyncEngine(
         store,
         flow=FLOW,
@@ -141,6 +144,7 @@ def amocrm_payment_leads(
             report = engine.run(desired, destination, limit=config.limit)
         finally:
             write_lookup(store, FLOW, IDENTITIES, identities.learned)
+            write_state(store, FLOW, CONTACTS_WATERMARK, str(identities.watermark))
     left = outstanding(store)
     if report.rejected:
         context.log.warning(f"{report.rejected} payments not applied: {report.rejected_samples[:5]}")

@@ -34,6 +34,7 @@ from integration_sync.defs.payments_amocrm.mapping import (
     PaymentSettings,
     active_lead,
     contact_fill,
+    contact_identities,
     has_note_for,
     holds_identity,
     identities,
@@ -92,15 +93,30 @@ class _Work:
 
 @dataclass
 class Identities:
-    """Telegram id / phone / email → amoCRM contact id, learned from payments already matched."""
+    """Telegram id / phone / email → amoCRM contact id: learned from payments already matched, and
+    from every contact amoCRM changed since `watermark` (read before creating a contact, so a phone
+    amoCRM holds as ``+7 (999) 123-45-67``, which its `query` does not find, still matches)."""
 
     known: dict[str, str] = field(default_factory=dict)
     learned: dict[str, str] = field(default_factory=dict)
+    watermark: int = 0
 
     def learn(self, keys: Iterable[str], contact_id: int) -> None:
         for key in keys:
             if self.known.get(key) != str(contact_id):
                 self.known[key] = self.learned[key] = str(contact_id)
+
+    def refresh(self, client: AmoCrmClient, settings: PaymentSettings) -> None:
+        """Learn the contacts updated since the last refresh (the first one reads them all); where two
+        hold the same identity the lowest id wins, as in a search."""
+        newest = self.watermark
+        for contact in client.iter_contacts_updated_since(self.watermark):
+            newest = max(newest, int(contact.updated_at or 0))
+            for key in contact_identities(contact, settings):
+                held = self.known.get(key)
+                if held is None or int(held) > contact.id:
+                    self.learn([key], contact.id)
+        self.watermark = newest
 
 
 class PaymentsDestination:
@@ -119,6 +135,7 @@ class PaymentsDestination:
         self.identities = identities
         self.counts: Counter[str] = Counter()
         self._searched: dict[str, Contact | None] = {}
+        self._index_refreshed = False
 
     def requests_used(self) -> int:
         return int(self.client.requests_used)
@@ -197,7 +214,8 @@ class PaymentsDestination:
     # ---- contacts -----------------------------------------------------------------------------
 
     def _match_contacts(self, works: list[_Work]) -> None:
-        """Known ids are re-read (with their leads) and verified; the rest are searched."""
+        """Known ids are re-read (with their leads) and verified; the rest are searched, then looked up
+        in the contact index; only then is a contact new."""
         candidates: dict[str, int] = {}
         for work in works:
             if work.contact_id:
@@ -207,7 +225,41 @@ class PaymentsDestination:
             top = identities(work.customer)[0]
             if top in self.identities.known:
                 candidates[work.key] = int(self.identities.known[top])
+        self._take_verified(works, candidates)
+        for work in works:
+            if work.contact is None:
+                work.contact_id = None
+                found = self._search(work.customer)
+                if found is not None:
+                    work.contact, work.contact_id = found, found.id
+                    self.counts["contacts_found"] += 1
+        unmatched = [w for w in works if w.contact is None]
+        if unmatched:
+            self._refresh_index()
+            fallback = {}
+            for work in unmatched:
+                known = next(
+                    (self.identities.known[i] for i in identities(work.customer) if i in self.identities.known), None
+                )
+                if known is not None:
+                    fallback[work.key] = int(known)
+            self.counts["contacts_found"] += self._take_verified(unmatched, fallback)
+        for work in works:
+            if work.contact is not None:  # only what the contact really holds: never a hint for another one
+                held = [i for i in identities(work.customer) if holds_identity(work.contact, i, self.settings)]
+                self.identities.learn(held, work.contact.id)
+            elif self.settings.create_if_not_found:
+                work.new_contact = True
+            else:
+                work.error = "contact_not_found: no amoCRM contact has this telegram id, phone or email"
+
+    def _take_verified(self, works: Sequence[_Work], candidates: Mapping[str, int]) -> int:
+        """Read the candidate contacts (with their leads) and keep those that still hold one of the
+        payment's identities (or that the payment already went to); how many were kept."""
+        if not candidates:
+            return 0
         contacts = {c.id: c for c in self.client.get_contacts(set(candidates.values()), with_leads=True)}
+        kept = 0
         for work in works:
             candidate = contacts.get(candidates.get(work.key, 0))
             if candidate is not None and (
@@ -215,20 +267,13 @@ class PaymentsDestination:
                 or any(holds_identity(candidate, i, self.settings) for i in identities(work.customer))
             ):
                 work.contact, work.contact_id = candidate, candidate.id
-                continue
-            work.contact_id = None
-            found = self._search(work.customer)
-            if found is not None:
-                work.contact, work.contact_id = found, found.id
-                self.counts["contacts_found"] += 1
-            elif self.settings.create_if_not_found:
-                work.new_contact = True
-            else:
-                work.error = "contact_not_found: no amoCRM contact has this telegram id, phone or email"
-        for work in works:
-            if work.contact is not None:  # only what the contact really holds: never a hint for another one
-                held = [i for i in identities(work.customer) if holds_identity(work.contact, i, self.settings)]
-                self.identities.learn(held, work.contact.id)
+                kept += 1
+        return kept
+
+    def _refresh_index(self) -> None:
+        if not self._index_refreshed:
+            self._index_refreshed = True
+            self.identities.refresh(self.client, self.settings)
 
     def _search(self, customer: Mapping[str, Any]) -> Contact | None:
         """Telegram id, then phone, then email; the first verified hit (lowest id if several)."""

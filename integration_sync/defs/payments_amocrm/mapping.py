@@ -310,6 +310,24 @@ def holds_identity(contact: Contact, identity: str, settings: PaymentSettings) -
     return False
 
 
+def contact_identities(contact: Contact, settings: PaymentSettings) -> list[str]:
+    """Every identity key an amoCRM contact holds: its Telegram ids, phones (E.164) and emails."""
+    keys: list[str] = []
+    if settings.contact_tg_id_field:
+        keys += [
+            f"tg:{str(v).strip()}" for v in contact.field_values(settings.contact_tg_id_field) if str(v or "").strip()
+        ]
+    for raw in contact.phones():
+        phone = normalize_phone(raw, settings.default_country)
+        if phone:
+            keys.append(f"phone:{phone}")
+    for raw in contact.emails():
+        email = normalize_email(raw)
+        if email:
+            keys.append(f"email:{email}")
+    return keys
+
+
 # ---- leads ---------------------------------------------------------------------------------------
 
 
