@@ -24,8 +24,10 @@ run_flow(json.loads(sys.argv[1]), days=2, selection=ASSETS[1:])
 
 
 def test_push_killed_mid_run_then_rerun(sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client) -> None:
-    control.post("/_sandbox/reset", json={"seed": 9, "kaspi_orders": 160, "days": 2}).raise_for_status()
-    env = flow_env(sandbox_env, data_dir)
+    # Kaspi publishes no rate limit: a faster one here only shortens the load before the push
+    fast = {"kaspi_rate": 100.0, "kaspi_burst": 100}
+    control.post("/_sandbox/reset", json={"seed": 9, "kaspi_orders": 160, "days": 2, **fast}).raise_for_status()
+    env = flow_env(sandbox_env, data_dir, KASPI_RATE_PER_S="90")
     run_flow(env, days=2, selection=ASSETS[:1])
     orders = control.get("/_sandbox/kaspi/orders").json()
     codes = {o["attributes"]["code"] for o in orders}
