@@ -870,6 +870,18 @@ class AmoCrmClient(ServiceClient):
     def list_lead_notes(self, lead_id: int) -> list[Note]:
         return self._parse(Note, self._iter_pages(f"leads/{int(lead_id)}/notes", "notes"))
 
+    def list_notes(self, lead_ids: Iterable[int], *, note_type: str | None = None) -> list[Note]:
+        """Notes of many leads through ``GET /leads/notes?filter[entity_id][]=…`` (50 leads per
+        request), optionally of one ``note_type``."""
+        wanted = sorted({int(i) for i in lead_ids})
+        notes: list[Note] = []
+        for _, chunk in _chunks(wanted, BATCH_LIMIT):
+            params: list[tuple[str, Any]] = [("filter[entity_id][]", lead_id) for lead_id in chunk]
+            if note_type:
+                params.append(("filter[note_type]", note_type))
+            notes.extend(self._parse(Note, self._iter_pages("leads/notes", "notes", params)))
+        return [n for n in notes if n.entity_id in set(wanted)]  # the filter may be ignored: check here too
+
     # -- account structure -----------------------------------------------------------------------
 
     def list_pipelines(self) -> list[Pipeline]:

@@ -421,6 +421,13 @@ def test_leads_notes_links_and_catalogs(sb: Sandbox, client: AmoCrmClient) -> No
     notes = client.add_notes([(first.id, "Заказ Kaspi №1"), (second.id, "Заказ Kaspi №2")])
     assert [n.entity_id for n in notes] == [first.id, second.id]
     assert [n.params for n in client.list_lead_notes(first.id)] == [{"text": "Заказ Kaspi №1"}]
+    before = client.requests_used
+    both = client.list_notes(iter([first.id, second.id, first.id]), note_type="common")
+    assert sorted((n.entity_id, n.params["text"]) for n in both if n.params) == [  # one request, two leads
+        (first.id, "Заказ Kaspi №1"),
+        (second.id, "Заказ Kaspi №2"),
+    ]
+    assert client.requests_used - before == 1
 
     created = client.create_catalog_elements(
         CATALOG_ID,

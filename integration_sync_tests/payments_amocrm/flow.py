@@ -4,8 +4,6 @@ delivered through the real webhook receiver (tests and benchmarks)."""
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +18,7 @@ from integration_sync.defs.payments_amocrm.assets import amocrm_payment_leads, p
 from integration_sync.defs.payments_amocrm.checks import inbox_fully_loaded, payments_applied_once, payments_landed
 from integration_sync.defs.payments_amocrm.resources import payments_resource
 from integration_sync.defs.resources import amocrm_resource, warehouse_resource
+from integration_sync.sandbox.platform import sign
 from integration_sync.sync.warehouse import Warehouse
 from integration_sync.webhooks.models import MOSCOW
 from integration_sync_tests.dagster_support import asset_metadata, environment, materialize_range
@@ -90,8 +89,7 @@ def payment(
 
 def signed(body: Mapping[str, Any], secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
     raw = json.dumps(body, ensure_ascii=False).encode()
-    signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    return raw, {"X-Signature": signature, "Content-Type": "application/json"}
+    return raw, sign(raw, secret)
 
 
 def deliver(receiver_url: str, *bodies: Mapping[str, Any]) -> list[int]:

@@ -144,12 +144,12 @@ class PaymentsDestination:
 
     def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
         """For payments left in flight: their lead (recorded, or found by the payment id field) and,
-        if it is there, their note."""
+        if it is there, their note (the notes of all their leads read in bulk)."""
         pending = [c for c in changes if c.in_flight]
         if not pending:
             return {}
         known = self.ledger.targets(c.key for c in pending)
-        found: dict[str, dict[str, str]] = {}
+        targets: dict[str, Target] = {}
         recovered: list[Target] = []
         for change in pending:
             target = known.get(change.key)
@@ -159,15 +159,26 @@ class PaymentsDestination:
                     continue
                 target = Target(change.key, lead.main_contact_id, lead.id, lead.pipeline_id, lead_created=True)
                 recovered.append(target)
+            targets[change.key] = target
+        if recovered:
+            self.ledger.record(recovered, {t.lead_id: (Decimal(0), 0) for t in recovered if t.lead_id})
+        notes = self.client.list_notes((t.lead_id for t in targets.values() if t.lead_id), note_type="common")
+        found: dict[str, dict[str, str]] = {}
+        for key, target in targets.items():
             ids = {"lead": str(target.lead_id)}
             if target.contact_id:
                 ids["contact"] = str(target.contact_id)
-            note = self._note_of(int(target.lead_id or 0), change.key)
+            note = next(
+                (
+                    n.id
+                    for n in notes
+                    if n.entity_id == target.lead_id and has_note_for(str((n.params or {}).get("text") or ""), key)
+                ),
+                None,
+            )
             if note is not None:
                 ids[NOTE] = str(note)
-            found[change.key] = ids
-        if recovered:
-            self.ledger.record(recovered, {t.lead_id: (Decimal(0), 0) for t in recovered if t.lead_id})
+            found[key] = ids
         return found
 
     def _lead_by_payment_id(self, payment_id: str) -> Lead | None:
@@ -177,13 +188,6 @@ class PaymentsDestination:
         for lead in self.client.find_leads(payment_id, with_contacts=True):
             if any(str(v) == payment_id for v in lead.field_values(field_id)):
                 return lead
-        return None
-
-    def _note_of(self, lead_id: int, payment_id: str) -> int | None:
-        for note in self.client.list_lead_notes(lead_id):
-            text = str((note.params or {}).get("text") or "")
-            if has_note_for(text, payment_id):
-                return note.id
         return None
 
     # ---- the push -----------------------------------------------------------------------------

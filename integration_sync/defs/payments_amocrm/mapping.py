@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -448,7 +448,3 @@ def contact_fill(contact: Contact, customer: Mapping[str, Any], settings: Paymen
         if field_id and customer.get(key) and not any(str(v or "").strip() for v in contact.field_values(field_id)):
             values.append(field_value(field_id, customer[key]))
     return values
-
-
-def paid_at_iso(paid_at: int) -> str:
-    return datetime.fromtimestamp(paid_at, UTC).isoformat()
