@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Most test time is spent waiting on emulated rate limits and latency, not CPU: three workers
+# (pytest-xdist) keep two cores busy. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: setup run test lint typecheck unit bench clean
 
@@ -24,7 +27,7 @@ typecheck: setup
 	$(BIN)/mypy integration_sync integration_sync_tests
 
 unit: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck unit
 

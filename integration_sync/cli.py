@@ -120,7 +120,12 @@ def cmd_webhooks_serve(args: argparse.Namespace) -> int:
     from integration_sync.webhooks.server import serve
     from integration_sync.webhooks.settings import ReceiverSettings
 
-    serve(ReceiverSettings.from_env(), args.host, args.port)
+    try:
+        settings = ReceiverSettings.from_env()
+    except ValueError as exc:  # its message names the variable
+        print(f"integration-sync: error: {exc}", file=sys.stderr)
+        return 2
+    serve(settings, args.host, args.port)
     return 0
 
 
@@ -221,15 +226,25 @@ def _share(text: str) -> float:
     return value
 
 
+def _env_port(name: str, default: int) -> int:
+    """A port from the environment, named when it is not one (a bad .env value, not a traceback)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"integration-sync: error: {name} must be a port number (1-65535), got {raw[:40]!r}")
+    return int(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="integration-sync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the sandbox if needed, the Dagster webserver and daemon")
     up.add_argument("--host", default=os.environ.get("INTEGRATION_SYNC_HOST", "127.0.0.1"))
-    up.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_PORT", "3000")))
-    up.add_argument("--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8787")))
-    up.add_argument("--webhook-port", type=int, default=int(os.environ.get("WEBHOOK_PORT", "8001")))
+    up.add_argument("--port", type=int, default=_env_port("DAGSTER_PORT", 3000))
+    up.add_argument("--sandbox-port", type=int, default=_env_port("SANDBOX_PORT", 8787))
+    up.add_argument("--webhook-port", type=int, default=_env_port("WEBHOOK_PORT", 8001))
     up.add_argument("--sandbox", action="store_true", help="use the sandbox even if credentials are set")
     up.add_argument("--project-dir", default=".")
     up.set_defaults(func=cmd_up)
@@ -238,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
     receiver = webhooks_sub.add_parser("serve", help="receive signed webhooks into the inbox")
     receiver.add_argument("--host", default=os.environ.get("WEBHOOK_HOST", "127.0.0.1"))
-    receiver.add_argument("--port", type=int, default=int(os.environ.get("WEBHOOK_PORT", "8001")))
+    receiver.add_argument("--port", type=int, default=_env_port("WEBHOOK_PORT", 8001))
     receiver.set_defaults(func=cmd_webhooks_serve)
 
     sandbox = sub.add_parser("sandbox", help="the emulators of every external API")

@@ -10,11 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from integration_sync.sandbox.bitrix24 import UF_ABCP_USER_ID
 from integration_sync.sandbox.platform import PLATFORM_WEBHOOK_SECRET
 from integration_sync_tests.payments_amocrm.flow import payment, signed
 
@@ -110,6 +115,7 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
         ):
             assert time.monotonic() < deadline, "the payment never reached amoCRM"
             time.sleep(0.5)
+        two_pushes_launched_from_the_ui(port, sandbox_port, repo["name"])
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -119,3 +125,79 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
             proc.wait()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=3)
+
+
+LAUNCH = """
+mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
+    __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } } ... on PipelineNotFoundError { message }
+} }
+"""
+RUN = """
+query($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run {
+    status stepStats { stepKey startTime endTime status }
+} } }
+"""
+
+
+def graphql(port: int, query: str, **variables: Any) -> dict[str, Any]:
+    answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables}, timeout=30)
+    answer.raise_for_status()
+    body: dict[str, Any] = answer.json()
+    assert "errors" not in body, body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def launch(port: int, repo: str, asset: list[str], tags: dict[str, str] | None = None) -> str:
+    """What the UI's Materialize button sends: the asset job with an asset selection, no run tag of ours."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "integration_sync",
+            "repositoryName": repo,
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": asset}],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+    }
+    answer = graphql(port, LAUNCH, params=params)["launchPipelineExecution"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return str(answer["run"]["runId"])
+
+
+def wait_done(port: int, run_ids: list[str], timeout_s: float = 180) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        runs = [graphql(port, RUN, runId=run_id)["runOrError"] for run_id in run_ids]
+        if all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
+            return runs
+        assert time.monotonic() < deadline, [r["status"] for r in runs]
+        time.sleep(1)
+
+
+def two_pushes_launched_from_the_ui(port: int, sandbox_port: int, repo: str) -> None:
+    """Two Materialize clicks on `bitrix24/user_deals`: the runs carry no push tag, so only the push
+    pool (limit 1 in dagster.yaml) keeps their push steps apart, and every user gets one deal."""
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    ingest = launch(
+        port,
+        repo,
+        ["abcp", "users"],
+        {
+            "dagster/asset_partition_range_start": (today - timedelta(days=4)).isoformat(),
+            "dagster/asset_partition_range_end": today.isoformat(),
+        },
+    )
+    assert [r["status"] for r in wait_done(port, [ingest])] == ["SUCCESS"]
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"bitrix24": {"latency_ms": 250}}, timeout=10).raise_for_status()
+    runs = wait_done(port, [launch(port, repo, ["bitrix24", "user_deals"]) for _ in range(2)])
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+    steps = sorted(
+        (s["startTime"], s["endTime"]) for r in runs for s in r["stepStats"] if s["stepKey"] == "bitrix24__user_deals"
+    )
+    assert len(steps) == 2 and steps[0][1] <= steps[1][0], f"the two push steps overlapped: {steps}"
+    deals = httpx.get(f"{sandbox}/_sandbox/bitrix24/deals", timeout=10).json()
+    per_user = Counter(str(d.get(UF_ABCP_USER_ID)) for d in deals)
+    assert len(per_user) > 5 and max(per_user.values()) == 1, per_user.most_common(3)

@@ -395,11 +395,13 @@ def read_enum_ids(custom_fields_values: Iterable[Any] | None, field: int | str) 
 
 
 _WRITE_VALUE_KEYS = ("value", "enum_id", "enum_code")
+_SELECT_WRITE_KEYS = ("enum_id",)
 
 
 def to_write_form(custom_fields_values: Iterable[Any] | None) -> list[dict[str, Any]]:
-    """Read form → write form: keeps field_id/field_code and value/enum_id/enum_code, drops
-    ``enum``, ``field_name`` and ``field_type`` (sending ``enum`` is a 400 FieldNotExpected)."""
+    """Read form → write form: keeps field_id/field_code and value/enum_id/enum_code (only enum_id
+    for a select field), drops ``enum``, ``field_name`` and ``field_type`` (sending ``enum`` is a 400
+    FieldNotExpected)."""
     written: list[dict[str, Any]] = []
     for item in custom_fields_values or []:
         mapping = _as_mapping(item)
@@ -411,12 +413,13 @@ def to_write_form(custom_fields_values: Iterable[Any] | None) -> list[dict[str, 
         else:
             continue
         values = mapping.get("values")
+        # a select (single) field takes enum_id only: amoCRM refuses its enum_code (FieldNotExpected)
+        keys = _SELECT_WRITE_KEYS if mapping.get("field_type") == "select" else _WRITE_VALUE_KEYS
         if values is None:
             out["values"] = None
         else:
             out["values"] = [
-                {k: v for k, v in _as_mapping(value).items() if k in _WRITE_VALUE_KEYS and v is not None}
-                for value in values
+                {k: v for k, v in _as_mapping(value).items() if k in keys and v is not None} for value in values
             ]
         written.append(out)
     return written

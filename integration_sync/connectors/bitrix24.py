@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from integration_sync.connectors.errors import ApiError, AuthError, ConfigError, RateLimitedError
+from integration_sync.connectors.errors import ApiError, AuthError, ConfigError, RateLimitedError, TransientError
 from integration_sync.connectors.http import (
     ApiClient,
     ErrorInfo,
@@ -63,7 +63,15 @@ AUTH_CODES = frozenset(
 
 _READ_SUFFIXES = (".list", ".get", ".fields")
 _READ_METHODS = frozenset(
-    {"crm.duplicate.findbycomm", "crm.status.list", "user.current", "profile", "app.info", "server.time"}
+    {
+        "crm.duplicate.findbycomm",
+        "crm.status.list",
+        "crm.status.entity.items",
+        "user.current",
+        "profile",
+        "app.info",
+        "server.time",
+    }
 )
 _WEBHOOK_RE = re.compile(r"^(?P<root>.*?/rest/)(?P<user>\d+)/(?P<code>[^/?#]+)/?$")
 _RESULT_REF_RE = re.compile(r"\$result(?:\[[^\]\[]*\])+")
@@ -358,10 +366,7 @@ class Bitrix24Client(ServiceClient):
         start = 0
         while True:
             envelope = self.call_raw(method, {**base, "start": start}, idempotent=True)
-            rows = envelope.get("result")
-            if not isinstance(rows, list):
-                raise ApiError(SERVICE, f"{method}: expected a list result, got {type(rows).__name__}")
-            yield from rows
+            yield from _list_rows(method, envelope.get("result"))
             next_start = envelope.get("next")
             if not isinstance(next_start, int | str) or not _is_int(next_start):
                 return
@@ -456,19 +461,39 @@ class Bitrix24Client(ServiceClient):
             found[email] = sorted(by_email.get(normalized, set())) if normalized else []
         return found
 
+    def read_batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+        """Run read commands (any number, 50 a batch) and return each one's result by key; a list
+        that has more pages is read to its end. A command that failed inside the batch (HTTP 200
+        with ``result_error``) raises: a failed lookup must never read as "nothing found".
+        Raises RateLimitedError for a throttled command, else TransientError (nothing was written)."""
+        results: dict[str, Any] = {}
+        items = list(commands.items())
+        for chunk in _chunks(items, BATCH_LIMIT):
+            keyed = dict(chunk)
+            outcome = self.batch(keyed, halt=False)
+            _raise_command_errors(keyed, outcome)
+            for key, (method, params) in keyed.items():
+                value = outcome.results[key]
+                if key in outcome.nexts:
+                    value = [*_list_rows(method, value), *self._rest_of_list(method, params, outcome.nexts[key])]
+                results[key] = value
+        return results
+
+    def _rest_of_list(self, method: str, params: Mapping[str, Any], start: int) -> Iterator[Any]:
+        while True:
+            envelope = self.call_raw(method, {**params, "start": start}, idempotent=True)
+            yield from _list_rows(method, envelope.get("result"))
+            next_start = envelope.get("next")
+            if not isinstance(next_start, int | str) or not _is_int(next_start) or int(next_start) <= start:
+                return
+            start = int(next_start)
+
     def _run_batched(self, commands: Sequence[tuple[str, Mapping[str, Any]]]) -> Iterator[Any]:
         """Run read commands 50 per batch; yield each result; any command error is raised."""
         for chunk in _chunks(commands, BATCH_LIMIT):
             keyed = {f"q{index}": command for index, command in enumerate(chunk)}
             outcome = self.batch(keyed, halt=False)
-            if outcome.errors:
-                key, error = next(iter(outcome.errors.items()))
-                error_type = RateLimitedError if error.throttled else ApiError
-                raise error_type(
-                    SERVICE,
-                    f"{keyed[key][0]} failed in a batch: {error.description or error.error}",
-                    code=error.error or None,
-                )
+            _raise_command_errors(keyed, outcome)
             for key in keyed:
                 if key in outcome.nexts:
                     raise ApiError(SERVICE, f"{keyed[key][0]}: unexpected second page in a batch lookup")
@@ -492,3 +517,30 @@ def _is_int(value: Any) -> bool:
     if isinstance(value, int):
         return True
     return isinstance(value, str) and value.strip().isdigit()
+
+
+def _list_rows(method: str, result: Any) -> list[Any]:
+    """The rows of one list answer: ``result`` itself, or the one list inside an object answer
+    (``crm.category.list`` → ``{"categories": [...]}``; ``total``/``next`` sit beside ``result``)."""
+    if isinstance(result, list):
+        return result
+    if isinstance(result, dict):
+        lists = [value for value in result.values() if isinstance(value, list)]
+        if len(lists) == 1:
+            return lists[0]
+    raise ApiError(SERVICE, f"{method}: expected a list result, got {type(result).__name__}")
+
+
+def _raise_command_errors(commands: Mapping[str, tuple[str, Mapping[str, Any]]], outcome: BatchResult) -> None:
+    """Raise for the first read command that failed or did not run inside a batch (HTTP 200)."""
+    for key, error in outcome.errors.items():
+        method = commands[key][0] if key in commands else key
+        error_type = RateLimitedError if error.throttled else TransientError
+        raise error_type(
+            SERVICE,
+            f"{method} failed in a batch: {error.description or error.error or 'no description'}",
+            code=error.error or None,
+        )
+    missing = [key for key in commands if key not in outcome.results]
+    if missing:
+        raise TransientError(SERVICE, f"{commands[missing[0]][0]} got no result in a batch ({len(missing)} missing)")

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
+from integration_sync.connectors.abcp import DEFAULT_POLICY as ABCP_POLICY
 from integration_sync.connectors.abcp import AbcpClient
 from integration_sync.connectors.amocrm import DEFAULT_POLICY as AMOCRM_POLICY
 from integration_sync.connectors.amocrm import AmoCrmClient
 from integration_sync.connectors.amocrm_auth import AmoAuth, TokenStore
 from integration_sync.connectors.bitrix24 import Bitrix24Client
-from integration_sync.connectors.http import HttpPolicy
 from integration_sync.connectors.ratelimit import RateLimiter
 from integration_sync.defs.migrations import MIGRATIONS
 from integration_sync.sync.warehouse import Warehouse
@@ -53,6 +56,13 @@ class WarehouseResource(DuckDBResource):
     def warehouse(self) -> Warehouse:
         return Warehouse(self.database, MIGRATIONS, memory_limit=self.memory_limit)
 
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """dagster-duckdb's entry point, routed through the warehouse: migrated, under its file lock,
+        and open only for the block (never across an API call)."""
+        with self.warehouse().connect() as conn:
+            yield conn
+
 
 class AbcpResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """ABCP admin API: cp/users with the API login and password (sent as its md5)."""
@@ -63,15 +73,24 @@ class AbcpResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     page_size: int = 500
     max_pages: int | None = None
     timeout_s: float = 20.0
+    retries: int = 3  # the seed's REQUESTS_RETRIES: attempts after the first
+    retry_backoff_s: float = 1.5  # REQUESTS_RETRY_BACKOFF: base of the exponential backoff
+    rate_limit_sleep_s: float = 0.2  # RATE_LIMIT_SLEEP: at least this long between requests (0: none)
 
     def client(self) -> AbcpClient:
+        attempts = max(self.retries, 0) + 1
+        policy = replace(ABCP_POLICY, timeout=self.timeout_s, max_attempts=attempts, backoff_base=self.retry_backoff_s)
+        limiter = None
+        if self.rate_limit_sleep_s > 0:
+            limiter = RateLimiter(1.0 / self.rate_limit_sleep_s, 1, name="abcp")
         return AbcpClient(
             self.base_url,
             self.userlogin,
             self.password,
             page_size=self.page_size,
             max_pages=self.max_pages,
-            policy=HttpPolicy(timeout=self.timeout_s),
+            policy=policy,
+            limiter=limiter,
         )
 
 
@@ -140,6 +159,9 @@ def abcp_resource() -> AbcpResource:
         page_size=env_int("ABCP_LIMIT", 500) or 500,
         max_pages=env_int("ABCP_MAX_PAGES", None),
         timeout_s=env_float("REQUESTS_TIMEOUT", 20.0),
+        retries=env_int("REQUESTS_RETRIES", 3) or 0,
+        retry_backoff_s=env_float("REQUESTS_RETRY_BACKOFF", 1.5),
+        rate_limit_sleep_s=env_float("RATE_LIMIT_SLEEP", 0.2),
     )
 
 

@@ -2,8 +2,9 @@
 
 Enforced like the real API (see /work/shared/api-facts.md): ``userlogin`` + ``userpsw`` (md5 hex of
 the password), date filters in ``YYYY-MM-DD HH:MM:SS`` Moscow server time, ``limit``/``skip`` paging
-with a cap, ``format=p`` envelope, every value a string or null, and an array that sometimes comes
-as an object keyed "0", "1", ...
+with a cap, ``format=p`` envelope, the documented keys as strings or null plus the undocumented ones
+recorded real users carry (numbers and lists among them), and an array that sometimes comes as an
+object keyed "0", "1", ...
 
 Unconfirmed vendor details, kept configurable: the HTTP status of an auth failure (403 here; the
 body ``{"errorCode": 102, "errorMessage": "Неправильное имя или пароль!"}`` was seen in real
@@ -125,7 +126,8 @@ def _digits_tail(value: Any, size: int = 10) -> str:
 
 
 def make_user(rng: random.Random, user_id: int, registered: float, updated: float) -> JsonDict:
-    """One ABCP user: ~56 keys, every value a string or null (offices: list of id strings)."""
+    """One ABCP user: ~56 documented keys (strings or null; offices a list of id strings) plus the
+    undocumented ones real users carry."""
     fake = RuFaker(rng)
     person = fake.person()
     city = fake.city()
@@ -215,7 +217,22 @@ def make_user(rng: random.Random, user_id: int, registered: float, updated: floa
         del user["saldo"]
     else:
         user["saldo"] = saldo
+    _undocumented_keys(rng, user, user_id)
     return user
+
+
+def _undocumented_keys(rng: random.Random, user: JsonDict, user_id: int) -> None:
+    """What recorded real users carry beyond the documented keys: more keys, values that are not
+    strings (numbers, lists), a null ``balance`` and, for many users, no ``saldo`` key at all."""
+    user["regionId"] = rng.choice(("77", "50", 78, 16, None))
+    user["userCode"] = f"{user_id % 1000000:06d}"
+    user["locale"] = rng.choice(("ru_RU", "ru_RU", "ru_RU", "en_US"))
+    user["payDelay"] = rng.choice((0, 0, 14, "30", None))
+    user["deliveryAddressZones"] = rng.choice(([], [], ["1"], ["1", "3"], [{"id": "2", "name": "МКАД"}]))
+    if rng.random() < 0.1:
+        user["balance"] = None
+    if rng.random() < 0.3:
+        user.pop("saldo", None)
 
 
 def generate_users(seed: int, count: int, days: int, anchor: float) -> list[JsonDict]:
@@ -332,7 +349,7 @@ class AbcpService(Service):
         except AbcpParamError as exc:
             return JsonResponse({"errorCode": 1, "errorMessage": str(exc)}, status_code=400)
         if self.faults.take_commit_then_drop(ABCP_METHOD):
-            return DroppedResponse(json_dumps(body))
+            return DroppedResponse(json_dumps(body), hold_s=self.faults.drop_hold_s)
         return JsonResponse(body)
 
     # ------------------------------------------------------------------ query logic

@@ -230,7 +230,10 @@ class AmoCrmService(AmoViews, Service):
                 response = ProblemResponse(exc.body, status_code=exc.status)
             if self.faults.take_commit_then_drop(key):
                 return DroppedResponse(
-                    bytes(response.body), response.status_code, response.media_type or "application/json"
+                    bytes(response.body),
+                    response.status_code,
+                    response.media_type or "application/json",
+                    hold_s=self.faults.drop_hold_s,
                 )
             return response
 

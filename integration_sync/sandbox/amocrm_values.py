@@ -3,9 +3,9 @@
 stored values -> read form).
 
 Write forms: ``[{field_id | field_code, values: [{value} | {enum_id} | {enum_code}]}]``; any other
-key (``enum`` included) is FieldNotExpected; ``values: null`` clears a field. Read form adds
-``field_name``, ``field_code``, ``field_type``; enum values carry ``enum_id`` (+ ``enum_code`` where the
-enum has a code). Numeric values read back as strings, dates as Unix seconds.
+key (``enum`` included), and ``enum_code`` on a ``select`` field, is FieldNotExpected; ``values: null``
+clears a field. Read form adds ``field_name``, ``field_code``, ``field_type``; enum values carry
+``enum_id`` (+ ``enum_code`` where the enum has a code). Numeric values read back as strings, dates as Unix seconds.
 """
 
 from __future__ import annotations
@@ -158,6 +158,8 @@ _NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
 CF_ENTRY_KEYS: Final = frozenset({"field_id", "field_code", "field_name", "field_type", "values"})
 TEXT_VALUE_KEYS: Final = frozenset({"value"})
 ENUM_VALUE_KEYS: Final = frozenset({"value", "enum_id", "enum_code"})
+# real amoCRM refuses enum_code on a select (single) field, even beside enum_id: FieldNotExpected
+SELECT_VALUE_KEYS: Final = frozenset({"value", "enum_id"})
 
 
 def parse_timestamp(value: Any) -> int | None:
@@ -294,7 +296,10 @@ def decode_custom_fields(fieldset: FieldSet, raw: Any, path: str, errors: list[J
             errors.append({"code": "TooManyValues", "path": f"{epath}.values", "detail": "This field takes one value."})
             continue
         stored: StoredValues = []
-        allowed = ENUM_VALUE_KEYS if field.type in ENUM_TYPES else TEXT_VALUE_KEYS
+        if field.type == "select":
+            allowed = SELECT_VALUE_KEYS
+        else:
+            allowed = ENUM_VALUE_KEYS if field.type in ENUM_TYPES else TEXT_VALUE_KEYS
         for j, item in enumerate(values):
             vpath = f"{epath}.values.{j}"
             if not isinstance(item, dict):

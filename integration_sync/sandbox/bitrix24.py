@@ -23,6 +23,15 @@ public source of the ``rest`` and ``crm`` modules:
   [FIELD]...`` is substituted like ``CRestUtil::processBatchElement`` (a whole-value reference to
   a missing key yields the nearest resolved ancestor; an embedded one is left as literal text).
 
+Seen in recorded real traffic and reproduced: numbers inside status and category lists (``"SORT":
+10``), ``operating``/``operating_reset_at`` in every command's ``result_time``, ``crm.category.list``
+answering ``{"categories": [...]}`` with ``total``/``next`` beside it. The fault key
+``batch_command_error: {count, methods?, skip?, error?, error_description?}`` fails chosen commands
+inside an HTTP 200 batch (``result_error``); the fault state reports how many ``fired``.
+
+The schema lives in ``bitrix24_schema``, parameters, filters and tables in ``bitrix24_query``, the
+read-only portal methods in ``bitrix24_methods``.
+
 Unconfirmed (marked where used): the nested-batch error code, ``crm.deal.update`` with a foreign
 STAGE_ID (ignored here), a deal CONTACT_ID that is not an existing contact (dropped here), phone
 numbers without a country code (not matched to +7 numbers here), email format validation (none).
@@ -30,24 +39,62 @@ numbers without a country code (not matched to +7 numbers here), email format va
 
 from __future__ import annotations
 
-import bisect
-import copy
 import json
 import math
-import re
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from integration_sync.sandbox.bitrix24_methods import PortalMethods
+from integration_sync.sandbox.bitrix24_query import (
+    EntityTable,
+    OperatingMeter,
+    _Skip,
+    as_php_array,
+    coerce,
+    entity_id,
+    is_id_ascending,
+    normalize_phone,
+    order_ids,
+    parse_filter,
+    resolve_array_param,
+    select_ids,
+    substitute_refs,
+)
+from integration_sync.sandbox.bitrix24_schema import (
+    B24_USER_ID,
+    B24_WEBHOOK_CODE,
+    BATCH_MAX,
+    CATEGORIES,
+    CONTACT_FIELDS,
+    DEAL_FIELDS,
+    DEAL_USERFIELDS,
+    ERR_BATCH_LENGTH,
+    ERR_BATCH_NESTED,
+    ERR_INVALID_CREDENTIALS,
+    ERR_METHOD_NOT_FOUND,
+    ERR_OPERATION_TIME,
+    ERR_QUERY_LIMIT,
+    HTML_500,
+    MULTI_FIELDS,
+    PAGE_SIZE,
+    STAGES,
+    UF_ABCP_INN,
+    UF_ABCP_SALDO,
+    UF_ABCP_USER_ID,
+    USERS_CATEGORY_ID,
+    USERS_STAGE_NEW,
+    B24Error,
+    CommandErrorFault,
+    MethodResult,
+)
 from integration_sync.sandbox.core import (
-    MOSCOW,
     Clock,
     DroppedResponse,
     JsonDict,
@@ -64,659 +111,19 @@ from integration_sync.sandbox.core import (
 )
 from integration_sync.sandbox.fakedata import RuFaker
 
-B24_USER_ID: Final = "1"
-B24_WEBHOOK_CODE: Final = "sandboxb24webhookcode"
-USERS_CATEGORY_ID: Final = 5
-USERS_STAGE_NEW: Final = "C5:NEW"
-UF_ABCP_USER_ID: Final = "UF_CRM_ABCP_USER_ID"
-UF_ABCP_INN: Final = "UF_CRM_ABCP_INN"
-UF_ABCP_SALDO: Final = "UF_CRM_ABCP_SALDO"
+__all__ = [
+    "B24_USER_ID",
+    "B24_WEBHOOK_CODE",
+    "UF_ABCP_INN",
+    "UF_ABCP_SALDO",
+    "UF_ABCP_USER_ID",
+    "USERS_CATEGORY_ID",
+    "USERS_STAGE_NEW",
+    "Bitrix24Service",
+    "normalize_phone",
+    "substitute_refs",
+]
 
-PAGE_SIZE: Final = 50
-BATCH_MAX: Final = 50
-FINDBYCOMM_MAX: Final = 20
-OPERATING_WINDOW_S: Final = 600.0
-
-ERR_QUERY_LIMIT: Final = {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
-ERR_OPERATION_TIME: Final = {
-    "error": "OPERATION_TIME_LIMIT",
-    "error_description": "Method is blocked due to operation time limit.",
-}
-ERR_INVALID_CREDENTIALS: Final = {"error": "INVALID_CREDENTIALS", "error_description": "Invalid request credentials"}
-ERR_METHOD_NOT_FOUND: Final = {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
-ERR_BATCH_LENGTH: Final = {"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
-ERR_BATCH_NESTED: Final = {  # unconfirmed code for a batch inside a batch (forbidden since rest 24.0.0)
-    "error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
-    "error_description": "Method is not allowed for batch usage",
-}
-HTML_500: Final = (
-    b"<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head><body>"
-    b"<h1>Internal Server Error</h1></body></html>"
-)
-
-
-class B24Error(Exception):
-    """A method failure answered as ``{"error", "error_description"}`` with an HTTP status."""
-
-    def __init__(self, description: str, error: str = "", status: int = 400) -> None:
-        super().__init__(description)
-        self.description = description
-        self.error = error
-        self.status = status
-
-    def body(self) -> JsonDict:
-        return {"error": self.error, "error_description": self.description}
-
-
-@dataclass
-class MethodResult:
-    result: Any
-    total: int | None = None
-    next: int | None = None
-
-
-# ------------------------------------------------------------------------------------------ schema
-@dataclass(frozen=True)
-class FieldInfo:
-    type: str = "str"  # str | int | id | char | money | date | datetime
-    read_only: bool = False
-    immutable: bool = False
-
-
-@dataclass(frozen=True)
-class UserField:
-    id: int
-    name: str
-    label: str
-    type: str = "string"
-    sort: int = 100
-
-
-_RO = FieldInfo("str", read_only=True)
-_UTM = {f"UTM_{p}": FieldInfo() for p in ("SOURCE", "MEDIUM", "CAMPAIGN", "CONTENT", "TERM")}
-CONTACT_FIELDS: Final[dict[str, FieldInfo]] = {
-    "ID": FieldInfo("int", read_only=True),
-    "HONORIFIC": FieldInfo(),
-    "NAME": FieldInfo(),
-    "SECOND_NAME": FieldInfo(),
-    "LAST_NAME": FieldInfo(),
-    "PHOTO": _RO,
-    "BIRTHDATE": FieldInfo("date"),
-    "TYPE_ID": FieldInfo(),
-    "SOURCE_ID": FieldInfo(),
-    "SOURCE_DESCRIPTION": FieldInfo(),
-    "POST": FieldInfo(),
-    "COMMENTS": FieldInfo(),
-    "OPENED": FieldInfo("char"),
-    "EXPORT": FieldInfo("char"),
-    "HAS_PHONE": FieldInfo("char", read_only=True),
-    "HAS_EMAIL": FieldInfo("char", read_only=True),
-    "HAS_IMOL": FieldInfo("char", read_only=True),
-    "ASSIGNED_BY_ID": FieldInfo("id"),
-    "CREATED_BY_ID": FieldInfo("id", read_only=True),
-    "MODIFY_BY_ID": FieldInfo("id", read_only=True),
-    "DATE_CREATE": FieldInfo("datetime", read_only=True),
-    "DATE_MODIFY": FieldInfo("datetime", read_only=True),
-    "COMPANY_ID": FieldInfo("id"),
-    "LEAD_ID": FieldInfo("id"),
-    "ORIGINATOR_ID": FieldInfo(),
-    "ORIGIN_ID": FieldInfo(),
-    "ORIGIN_VERSION": FieldInfo(),
-    **_UTM,
-    "LAST_ACTIVITY_TIME": FieldInfo("datetime", read_only=True),
-}
-DEAL_FIELDS: Final[dict[str, FieldInfo]] = {
-    "ID": FieldInfo("int", read_only=True),
-    "TITLE": FieldInfo(),
-    "TYPE_ID": FieldInfo(),
-    "CATEGORY_ID": FieldInfo("int", immutable=True),
-    "STAGE_ID": FieldInfo(),
-    "STAGE_SEMANTIC_ID": _RO,
-    "IS_NEW": FieldInfo("char", read_only=True),
-    "IS_RECURRING": FieldInfo("char"),
-    "IS_RETURN_CUSTOMER": FieldInfo("char"),
-    "IS_REPEATED_APPROACH": FieldInfo("char"),
-    "PROBABILITY": FieldInfo("int"),
-    "CURRENCY_ID": FieldInfo(),
-    "OPPORTUNITY": FieldInfo("money"),
-    "IS_MANUAL_OPPORTUNITY": FieldInfo("char"),
-    "TAX_VALUE": FieldInfo("money"),
-    "COMPANY_ID": FieldInfo("id"),
-    "CONTACT_ID": FieldInfo("id"),
-    "QUOTE_ID": FieldInfo("id"),
-    "BEGINDATE": FieldInfo("date"),
-    "CLOSEDATE": FieldInfo("date"),
-    "OPENED": FieldInfo("char"),
-    "CLOSED": FieldInfo("char"),
-    "COMMENTS": FieldInfo(),
-    "ASSIGNED_BY_ID": FieldInfo("id"),
-    "CREATED_BY_ID": FieldInfo("id", read_only=True),
-    "MODIFY_BY_ID": FieldInfo("id", read_only=True),
-    "MOVED_BY_ID": FieldInfo("id", read_only=True),
-    "DATE_CREATE": FieldInfo("datetime", read_only=True),
-    "DATE_MODIFY": FieldInfo("datetime", read_only=True),
-    "MOVED_TIME": FieldInfo("datetime", read_only=True),
-    "SOURCE_ID": FieldInfo(),
-    "SOURCE_DESCRIPTION": FieldInfo(),
-    "LEAD_ID": FieldInfo("id"),
-    "ADDITIONAL_INFO": FieldInfo(),
-    "LOCATION_ID": FieldInfo(),
-    "ORIGINATOR_ID": FieldInfo(),
-    "ORIGIN_ID": FieldInfo(),
-    **_UTM,
-    "LAST_ACTIVITY_TIME": FieldInfo("datetime", read_only=True),
-}
-MULTI_FIELDS: Final = ("PHONE", "EMAIL", "WEB", "IM")
-DEAL_USERFIELDS: Final = (
-    UserField(7001, UF_ABCP_USER_ID, "ID клиента ABCP", sort=100),
-    UserField(7003, UF_ABCP_INN, "ИНН", sort=110),
-    UserField(7005, UF_ABCP_SALDO, "Баланс ABCP", sort=120),
-)
-CATEGORIES: Final = {0: "Общая", USERS_CATEGORY_ID: "Пользователи"}
-# (STATUS_ID, NAME, SORT, semantics P/S/F, colour)
-STAGES: Final[dict[int, tuple[tuple[str, str, int, str, str], ...]]] = {
-    0: (
-        ("NEW", "Новая", 10, "P", "#39A8EF"),
-        ("PREPARATION", "Подготовка документов", 20, "P", "#2FC6F6"),
-        ("PREPAYMENT_INVOICE", "Счёт на предоплату", 30, "P", "#55D0E0"),
-        ("EXECUTING", "В работе", 40, "P", "#47E4C2"),
-        ("FINAL_INVOICE", "Финальный счёт", 50, "P", "#FFA900"),
-        ("WON", "Сделка успешна", 60, "S", "#7BD500"),
-        ("LOSE", "Сделка провалена", 70, "F", "#FF5752"),
-        ("APOLOGY", "Анализ причины провала", 80, "F", "#FF5752"),
-    ),
-    USERS_CATEGORY_ID: (
-        ("C5:NEW", "Новый пользователь", 10, "P", "#39A8EF"),
-        ("C5:PREPARATION", "В работе", 20, "P", "#2FC6F6"),
-        ("C5:WON", "Активен", 30, "S", "#7BD500"),
-        ("C5:LOSE", "Отказ", 40, "F", "#FF5752"),
-    ),
-}
-OTHER_STATUSES: Final = {
-    "SOURCE": (("CALL", "Звонок"), ("EMAIL", "Электронная почта"), ("WEB", "Веб-сайт"), ("OTHER", "Другое")),
-    "CONTACT_TYPE": (("CLIENT", "Клиенты"), ("SUPPLIER", "Поставщики"), ("PARTNER", "Партнёры")),
-    "DEAL_TYPE": (("SALE", "Продажа"), ("COMPLEX", "Комплексная продажа"), ("GOODS", "Продажа товара")),
-}
-SEMANTICS: Final = {"P": "process", "S": "success", "F": "failure"}
-
-
-# ------------------------------------------------------------------------------------------ values
-def normalize_phone(value: str) -> str:
-    """Digits of a phone as Bitrix's NormalizePhone leaves them (extension dropped)."""
-    text = value.strip()
-    text = re.split(r"[#,;]|доб|ext", text, maxsplit=1, flags=re.IGNORECASE)[0]
-    if len(text) >= 10 and text.startswith("+8"):
-        text = "00" + text[1:]
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if len(digits) >= 10:
-        if digits[:2] in ("80", "81", "82"):
-            pass
-        elif digits.startswith("00"):
-            digits = digits[2:]
-        elif digits.startswith("011"):
-            digits = digits[3:]
-        elif digits.startswith("8"):
-            digits = "7" + digits[1:]
-        elif digits.startswith("0"):
-            digits = digits[1:]
-    return digits
-
-
-def normalize_email(value: str) -> str:
-    return value.strip().lower()
-
-
-def parse_datetime(value: Any) -> float | None:
-    """ISO 8601, ``YYYY-MM-DD[ HH:MM:SS]`` or ``DD.MM.YYYY[ HH:MM:SS]``; naive means Moscow."""
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    text = php_str(value).strip()
-    if not text:
-        return None
-    parsed: datetime | None = None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        for fmt in ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y"):
-            try:
-                parsed = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=MOSCOW)
-    return parsed.timestamp()
-
-
-class _Skip:
-    pass
-
-
-SKIP: Final = _Skip()
-
-
-def coerce(info: FieldInfo, value: Any) -> str | _Skip | None:
-    """Incoming value -> stored string (Bitrix answers every scalar as a string)."""
-    if isinstance(value, dict | list):
-        return SKIP
-    if value is None:
-        return None
-    kind = info.type
-    if kind == "id":
-        number = php_intval(value)
-        return str(number) if number > 0 else None
-    if kind == "int":
-        return str(php_intval(value))
-    if kind == "money":
-        try:
-            return f"{float(php_str(value).replace(' ', '').replace(',', '.')):.2f}"
-        except ValueError:
-            return "0.00"
-    if kind == "char":
-        return "Y" if php_str(value).strip().upper() in ("Y", "1", "TRUE") else "N"
-    if kind in ("date", "datetime"):
-        ts = parse_datetime(value)
-        return iso_moscow(ts) if ts is not None else None
-    return php_str(value)
-
-
-# ---------------------------------------------------------------------------------------- parameters
-def resolve_param(params: Mapping[str, Any], name: str) -> Any:
-    """CCrmRestHelper::resolveParam: lower, UPPER, Capitalized (null counts as unset)."""
-    for key in (name.lower(), name.upper(), name.lower().capitalize()):
-        if params.get(key) is not None:
-            return params[key]
-    return None
-
-
-def resolve_array_param(params: Mapping[str, Any], name: str) -> Any:
-    """CCrmRestHelper::resolveArrayParam: UPPER, lower, Capitalized, arCapitalized."""
-    cap = name.lower().capitalize()
-    for key in (name.upper(), name.lower(), cap, f"ar{cap}"):
-        if params.get(key) is not None:
-            return params[key]
-    return None
-
-
-def entity_id(params: Mapping[str, Any]) -> int:
-    value = params.get("ID") if params.get("ID") is not None else params.get("id")
-    return php_intval(value) if not isinstance(value, dict | list) else 0
-
-
-def as_php_array(value: Any) -> dict[str, Any] | None:
-    """A PHP array as a dict with string keys, or None when the value is not an array."""
-    if isinstance(value, dict):
-        return {str(k): v for k, v in value.items()}
-    if isinstance(value, list):
-        return {str(i): v for i, v in enumerate(value)}
-    return None
-
-
-# ---------------------------------------------------------------------------------------- batch refs
-_REF_SEGMENT = re.compile(r"\[([^\]]+)\]")
-
-
-def _php_isset(node: Any, key: str) -> tuple[bool, Any]:
-    if isinstance(node, dict):
-        value = node.get(key)
-        return value is not None, value
-    if isinstance(node, list) and key.isdigit() and int(key) < len(node):
-        value = node[int(key)]
-        return value is not None, value
-    if isinstance(node, str) and key.isdigit() and int(key) < len(node):
-        return True, node[int(key)]
-    return False, None
-
-
-def substitute_refs(value: Any, results: Mapping[str, Any]) -> Any:
-    """Replace ``$result[key][FIELD]`` (and $next/$total/$time/$error) like CRestUtil does."""
-    if isinstance(value, dict):
-        return {k: substitute_refs(v, results) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute_refs(v, results) for v in value]
-    if not isinstance(value, str) or "$" not in value:
-        return value
-    names = "|".join(re.escape(k) for k in results)
-    query: Any = value
-    for match in re.finditer(rf"\$({names})([^\s]*)", value, flags=re.IGNORECASE):
-        segments = _REF_SEGMENT.findall(match.group(2))
-        if not segments:
-            continue
-        node: Any = results[match.group(1).lower()]
-        for seg in segments:
-            found, child = _php_isset(node, seg)
-            if not found:
-                break
-            node = child
-        if match.group(0) == value:
-            query = copy.deepcopy(node)
-        else:
-            if isinstance(node, int | float) and not isinstance(node, bool):
-                node = php_str(node)  # is_numeric -> (string) cast
-            if not isinstance(node, str) or not isinstance(query, str):
-                continue
-            query = query.replace(match.group(0), node)
-    return query
-
-
-# -------------------------------------------------------------------------------------- operating time
-class OperatingMeter:
-    """Server time used per method over a sliding 10-minute window (running totals, O(1) reads)."""
-
-    def __init__(self, clock: Clock, budget_s: float) -> None:
-        self.clock = clock
-        self.budget_s = budget_s
-        self._spent: dict[str, deque[tuple[float, float]]] = {}
-        self._totals: dict[str, float] = {}
-
-    def _window(self, method: str) -> deque[tuple[float, float]]:
-        entries = self._spent.setdefault(method, deque())
-        horizon = self.clock.now() - OPERATING_WINDOW_S
-        while entries and entries[0][0] <= horizon:
-            self._totals[method] -= entries.popleft()[1]
-        if not entries:
-            self._totals[method] = 0.0  # drop accumulated float error
-        return entries
-
-    def used(self, method: str) -> float:
-        self._window(method)
-        return max(self._totals.get(method, 0.0), 0.0)
-
-    def blocked(self, method: str) -> bool:
-        return self.used(method) > self.budget_s
-
-    def charge(self, method: str, cost: float) -> None:
-        self._window(method).append((self.clock.now(), cost))
-        self._totals[method] = self._totals.get(method, 0.0) + cost
-
-    def reset_at(self, method: str) -> float:
-        entries = self._window(method)
-        return (entries[0][0] if entries else self.clock.now()) + OPERATING_WINDOW_S
-
-
-# ------------------------------------------------------------------------------------------ entities
-def _index_key(info: FieldInfo | None, value: Any) -> str | None:
-    if value is None or isinstance(value, dict | list) or php_str(value).strip() == "":
-        return None
-    if info is not None and info.type in ("int", "id"):
-        return str(php_intval(value))
-    text = php_str(value).strip().lower()
-    return text if text else None
-
-
-class EntityTable:
-    """Rows of one CRM entity with equality indexes on the fields lookups use."""
-
-    def __init__(
-        self,
-        fields: Mapping[str, FieldInfo],
-        userfields: Iterable[str],
-        indexed: Iterable[str],
-        multifields: bool = False,
-    ) -> None:
-        self.fields = dict(fields)
-        self.multifields = multifields
-        self.userfields = list(userfields)
-        self.rows: dict[int, JsonDict] = {}
-        self.order: list[int] = []  # ids ascending (ids only grow, rows are never deleted)
-        self.fm: dict[int, dict[str, list[JsonDict]]] = {}
-        self.next_id = 1
-        self.index: dict[str, dict[str, set[int]]] = {name: {} for name in indexed}
-        self.fm_index: dict[str, dict[str, set[int]]] = {"PHONE": {}, "EMAIL": {}} if multifields else {}
-
-    def info(self, name: str) -> FieldInfo | None:
-        if name in self.fields:
-            return self.fields[name]
-        if name in self.userfields:
-            return FieldInfo()
-        return None
-
-    def _index_row(self, rid: int, add: bool) -> None:
-        row = self.rows[rid]
-        for name, idx in self.index.items():
-            key = _index_key(self.info(name), row.get(name))
-            if key is None:
-                continue
-            if add:
-                idx.setdefault(key, set()).add(rid)
-            else:
-                bucket = idx.get(key)
-                if bucket:
-                    bucket.discard(rid)
-        for ftype, idx in self.fm_index.items():
-            for item in self.fm.get(rid, {}).get(ftype, []):
-                key = fm_key(ftype, item["VALUE"])
-                if not key:
-                    continue
-                if add:
-                    idx.setdefault(key, set()).add(rid)
-                elif key in idx:
-                    idx[key].discard(rid)
-
-    def put(self, rid: int, row: JsonDict, fm: dict[str, list[JsonDict]] | None = None) -> None:
-        if rid in self.rows:
-            self._index_row(rid, add=False)
-        else:
-            self.order.append(rid)
-        self.rows[rid] = row
-        if fm is not None:
-            self.fm[rid] = fm
-        self._index_row(rid, add=True)
-
-    def lookup(self, name: str, value: Any) -> set[int] | None:
-        """Ids whose ``name`` equals ``value`` when the field is indexed, else None."""
-        if name == "ID":
-            rid = php_intval(value)
-            return {rid} if rid in self.rows else set()
-        if name in self.fm_index:
-            return set(self.fm_index[name].get(fm_key(name, php_str(value)), set()))
-        if name in MULTI_FIELDS:
-            return None
-        if name not in self.index:
-            return None
-        key = _index_key(self.info(name), value)
-        return set(self.index[name].get(key, set())) if key is not None else None
-
-
-def fm_key(ftype: str, value: str) -> str:
-    return normalize_phone(value) if ftype == "PHONE" else normalize_email(value)
-
-
-# --------------------------------------------------------------------------------------- list queries
-FILTER_PREFIXES: Final = (
-    ("=%", "like"),
-    ("%=", "like"),
-    ("!%", "not_contains"),
-    ("!@", "not_in"),
-    ("!=", "ne"),
-    (">=", "ge"),
-    ("<=", "le"),
-    (">", "gt"),
-    ("<", "lt"),
-    ("=", "eq"),
-    ("!", "ne"),
-    ("@", "in"),
-    ("%", "contains"),
-)
-
-
-@dataclass
-class Condition:
-    field: str
-    op: str
-    value: Any
-    kind: str = "str"
-
-
-def parse_filter(table: EntityTable, raw: Mapping[str, Any]) -> list[Condition]:
-    conditions = []
-    for key, value in raw.items():
-        op, name = "eq", key
-        for prefix, prefix_op in FILTER_PREFIXES:
-            if key.startswith(prefix):
-                op, name = prefix_op, key[len(prefix) :]
-                break
-        if name in MULTI_FIELDS and table.multifields:
-            kind = f"fm:{name}"
-        else:
-            info = table.info(name)
-            if info is None:
-                continue  # unknown filter fields are ignored, as CCrm*::GetListEx does
-            kind = info.type
-        if isinstance(value, dict):
-            value = list(value.values())
-        if op == "eq" and isinstance(value, list):
-            op = "in"
-        elif op == "ne" and isinstance(value, list):
-            op = "not_in"
-        conditions.append(Condition(name, op, value, kind))
-    return conditions
-
-
-def _cmp_value(kind: str, value: Any) -> Any:
-    if value is None or (isinstance(value, str) and value == ""):
-        return None
-    if kind in ("int", "id"):
-        return php_intval(value)
-    if kind == "money":
-        try:
-            return float(php_str(value).replace(",", "."))
-        except ValueError:
-            return None
-    if kind in ("date", "datetime"):
-        return parse_datetime(value)
-    return php_str(value).lower()
-
-
-def _like(pattern: str, text: str) -> bool:
-    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern.lower())
-    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
-
-
-def condition_matches(table: EntityTable, rid: int, cond: Condition) -> bool:
-    if cond.kind.startswith("fm:"):
-        ftype = cond.field
-        values = [fm_key(ftype, item["VALUE"]) for item in table.fm.get(rid, {}).get(ftype, [])]
-        wanted = cond.value if isinstance(cond.value, list) else [cond.value]
-        keys = {fm_key(ftype, php_str(v)) for v in wanted}
-        if cond.op in ("eq", "in"):
-            return any(v in keys for v in values)
-        if cond.op in ("ne", "not_in"):
-            return not any(v in keys for v in values)
-        if cond.op == "contains":
-            return any(
-                php_str(cond.value).lower() in item["VALUE"].lower() for item in table.fm.get(rid, {}).get(ftype, [])
-            )
-        return False
-    actual = _cmp_value(cond.kind, table.rows[rid].get(cond.field))
-    if cond.op in ("in", "not_in"):
-        options = cond.value if isinstance(cond.value, list) else [cond.value]
-        hit = bool(actual in {_cmp_value(cond.kind, v) for v in options})
-        return hit if cond.op == "in" else not hit
-    wanted = _cmp_value(cond.kind, cond.value)
-    if cond.op == "eq":
-        return bool(actual == wanted)
-    if cond.op == "ne":
-        return bool(actual != wanted)
-    if cond.op in ("contains", "not_contains", "like"):
-        text = actual if isinstance(actual, str) else php_str(actual) if actual is not None else ""
-        needle = php_str(cond.value).lower()
-        if cond.op == "like":
-            return _like(needle, text)
-        return bool(needle in text) == (cond.op == "contains")
-    if actual is None or wanted is None:
-        return False
-    try:
-        if cond.op == "gt":
-            return bool(actual > wanted)
-        if cond.op == "ge":
-            return bool(actual >= wanted)
-        if cond.op == "lt":
-            return bool(actual < wanted)
-        if cond.op == "le":
-            return bool(actual <= wanted)
-    except TypeError:
-        return False
-    return False
-
-
-def _id_bounds(conditions: list[Condition]) -> tuple[float, float]:
-    low, high = -math.inf, math.inf
-    for cond in conditions:
-        if cond.field != "ID" or isinstance(cond.value, list | dict):
-            continue
-        value = php_intval(cond.value)
-        if cond.op == "gt":
-            low = max(low, value + 1)
-        elif cond.op == "ge":
-            low = max(low, value)
-        elif cond.op == "lt":
-            high = min(high, value - 1)
-        elif cond.op == "le":
-            high = min(high, value)
-    return low, high
-
-
-def select_ids(table: EntityTable, conditions: list[Condition], limit: int | None = None) -> list[int]:
-    """Ids matching every condition, ascending; stops after ``limit`` matches when given."""
-    candidates: set[int] | None = None
-    for cond in conditions:
-        if cond.op not in ("eq", "in"):
-            continue
-        options = cond.value if isinstance(cond.value, list) else [cond.value]
-        found: set[int] = set()
-        usable = True
-        for option in options:
-            ids = table.lookup(cond.field, option)
-            if ids is None:
-                usable = False
-                break
-            found |= ids
-        if usable and (candidates is None or len(found) < len(candidates)):
-            candidates = found
-    if candidates is not None:
-        pool: Iterable[int] = sorted(candidates)
-    else:
-        low, high = _id_bounds(conditions)
-        first = bisect.bisect_left(table.order, low) if low > -math.inf else 0
-        last = bisect.bisect_right(table.order, high) if high < math.inf else len(table.order)
-        pool = table.order[first:last]
-    matched: list[int] = []
-    for rid in pool:
-        if all(condition_matches(table, rid, c) for c in conditions):
-            matched.append(rid)
-            if limit is not None and len(matched) >= limit:
-                break
-    return matched
-
-
-def is_id_ascending(order: Mapping[str, Any]) -> bool:
-    """True when ``order`` sorts like the ascending ids ``select_ids`` already returns."""
-    items = list(order.items())
-    return not items or (len(items) == 1 and items[0][0] == "ID" and php_str(items[0][1]).strip().upper() != "DESC")
-
-
-def order_ids(table: EntityTable, ids: list[int], order: Mapping[str, Any]) -> list[int]:
-    if is_id_ascending(order):
-        return ids
-    result = sorted(ids)
-    for name, direction in reversed(list(order.items())):
-        info = table.info(name)
-        if info is None:
-            continue
-        desc = php_str(direction).strip().upper() == "DESC"
-
-        def key(rid: int, name: str = name, kind: str = info.type) -> tuple[int, Any]:
-            value = _cmp_value(kind, table.rows[rid].get(name))
-            return (0, 0) if value is None else (1, value)
-
-        result.sort(key=key, reverse=desc)
-    return result
-
-
-# ------------------------------------------------------------------------------------------- service
 MethodHandler = Callable[[Mapping[str, Any]], MethodResult]
 
 
@@ -731,7 +138,7 @@ class PortalConfig:
     seed_people: list[JsonDict] = field(default_factory=list)
 
 
-class Bitrix24Service(Service):
+class Bitrix24Service(PortalMethods, Service):
     """One Bitrix24 portal reached through its inbound webhook."""
 
     name = "bitrix24"
@@ -745,6 +152,9 @@ class Bitrix24Service(Service):
         self.contacts = self._new_contacts()
         self.deals = self._new_deals()
         self.next_fm_id = 1
+        self.command_fault: CommandErrorFault | None = None
+        self.injected: Counter[str] = Counter()
+        self.extra_categories: dict[int, str] = {}
         self.methods: dict[str, MethodHandler] = {
             "crm.contact.add": self.contact_add,
             "crm.contact.update": self.contact_update,
@@ -759,6 +169,8 @@ class Bitrix24Service(Service):
             "crm.dealcategory.list": self.dealcategory_list,
             "crm.dealcategory.stage.list": self.dealcategory_stage_list,
             "crm.status.list": self.status_list,
+            "crm.status.entity.items": self.status_entity_items,
+            "crm.category.list": self.category_list,
         }
 
     def _new_contacts(self) -> EntityTable:
@@ -796,6 +208,8 @@ class Bitrix24Service(Service):
             self.next_fm_id = 1
             self.reset_counters()
             self.commands = Counter()
+            self.injected = Counter()
+            self.extra_categories = {}
             self._seed_contacts(seed)
         self.configure_faults(None)
 
@@ -831,9 +245,24 @@ class Bitrix24Service(Service):
         out = super().stats()
         with self.lock:
             out["commands"] = dict(self.commands)
+            if self.injected:  # faults that fired: error statuses, batch command errors
+                out["injected"] = dict(self.injected)
         return out
 
+    def apply_fault_extras(self, extra: Mapping[str, Any]) -> None:
+        unknown = set(extra) - {"batch_command_error"}
+        if unknown:
+            raise ValueError(f"unknown fault keys for bitrix24: {sorted(unknown)}")
+        spec = extra.get("batch_command_error")
+        fault = CommandErrorFault.parse(spec) if spec else None
+        if fault is not None and isinstance(extra, dict):
+            extra["batch_command_error"] = fault.state  # so the fault state reports what fired
+        with self.lock:
+            self.command_fault = fault
+
     def fault_response(self, status: int, body: Any, method: str) -> Response:
+        with self.lock:
+            self.injected[f"status_{status}"] += 1
         if body is not None:
             return super().fault_response(status, body, method)
         if status == 503:
@@ -852,6 +281,7 @@ class Bitrix24Service(Service):
         return [
             Route("/contacts", self.control_dump_contacts, methods=["GET"]),
             Route("/deals", self.control_dump_deals, methods=["GET"]),
+            Route("/categories", self.control_add_categories, methods=["POST"]),
         ]
 
     async def handle(self, request: Request) -> Response:
@@ -890,7 +320,7 @@ class Bitrix24Service(Service):
             if status == 200:
                 body["time"] = self._time(start_wall, elapsed, method)
         if self.faults.take_commit_then_drop(method):
-            return DroppedResponse(json_dumps(body), status_code=status)
+            return DroppedResponse(json_dumps(body), status_code=status, hold_s=self.faults.drop_hold_s)
         return JsonResponse(body, status_code=status)
 
     async def _request_params(self, request: Request) -> JsonDict:
@@ -952,6 +382,8 @@ class Bitrix24Service(Service):
                     error = dict(ERR_METHOD_NOT_FOUND)
                 elif self.meter.blocked(method):
                     error = dict(ERR_OPERATION_TIME)
+                elif self.command_fault is not None and (error := self.command_fault.take(method)) is not None:
+                    self.injected["batch_command_error"] += 1
                 else:
                     start_wall, t0 = self.clock.now(), time.perf_counter()
                     try:
@@ -962,7 +394,7 @@ class Bitrix24Service(Service):
                     self.meter.charge(method, elapsed + self.config.operating_cost_s)
                     if error is None:
                         maps["result"][key] = outcome.result
-                        maps["time"][key] = self._time(start_wall, elapsed, None)
+                        maps["time"][key] = self._time(start_wall, elapsed, method)
                         if outcome.total is not None:
                             maps["total"][key] = outcome.total
                         if outcome.next is not None:
@@ -1243,162 +675,6 @@ class Bitrix24Service(Service):
 
     def deal_list(self, params: Mapping[str, Any]) -> MethodResult:
         return self._list(self.deals, params)
-
-    # ------------------------------------------------------------------ duplicates
-    def duplicate_findbycomm(self, params: Mapping[str, Any]) -> MethodResult:
-        ftype = php_str(resolve_param(params, "type") or "").strip().upper()
-        if ftype not in ("EMAIL", "PHONE"):
-            if ftype == "":
-                raise B24Error("Parameter 'type' is required.", "Communication type is not defined")
-            raise B24Error(f"Communication type '{ftype}' is not supported in current context.")
-        values = as_php_array(resolve_array_param(params, "values"))
-        if not values:
-            raise B24Error("Parameter 'values' is required.", "Communication values is not defined")
-        entity = ""
-        for key in ("ENTITY_TYPE", "entity_type", "EntityType", "arEntityType"):
-            if params.get(key) is not None:
-                entity = php_str(params[key]).strip().upper()
-                break
-        if entity == "DEAL":
-            raise B24Error("Deal is not supported in current context.")
-        if entity in ("LEAD", "COMPANY"):
-            return MethodResult([])
-        seen: list[str] = []
-        found: list[int] = []
-        for value in values.values():
-            if not isinstance(value, str) or value == "":
-                continue
-            key = fm_key(ftype, value)
-            if key in seen:
-                continue
-            seen.append(key)
-            if key:
-                for rid in sorted(self.contacts.fm_index[ftype].get(key, set()))[:FINDBYCOMM_MAX]:
-                    if rid not in found:
-                        found.append(rid)
-            if len(seen) >= FINDBYCOMM_MAX:
-                break
-        return MethodResult({"CONTACT": found} if found else [])
-
-    # ------------------------------------------------------------------ portal configuration
-    def deal_userfield_list(self, params: Mapping[str, Any]) -> MethodResult:
-        raw_filter = as_php_array(resolve_array_param(params, "filter")) or {}
-        lang = raw_filter.pop("LANG", None)
-        rows = []
-        for uf in DEAL_USERFIELDS:
-            label: Any = uf.label if lang else {"ru": uf.label, "en": uf.label}
-            rows.append(
-                {
-                    "ID": str(uf.id),
-                    "ENTITY_ID": "CRM_DEAL",
-                    "FIELD_NAME": uf.name,
-                    "USER_TYPE_ID": uf.type,
-                    "XML_ID": None,
-                    "SORT": str(uf.sort),
-                    "MULTIPLE": "N",
-                    "MANDATORY": "N",
-                    "SHOW_FILTER": "E",
-                    "SHOW_IN_LIST": "Y",
-                    "EDIT_IN_LIST": "Y",
-                    "IS_SEARCHABLE": "N",
-                    "SETTINGS": {
-                        "SIZE": 20,
-                        "ROWS": 1,
-                        "REGEXP": "",
-                        "MIN_LENGTH": 0,
-                        "MAX_LENGTH": 0,
-                        "DEFAULT_VALUE": "",
-                    },
-                    "EDIT_FORM_LABEL": label,
-                    "LIST_COLUMN_LABEL": label,
-                    "LIST_FILTER_LABEL": label,
-                    "ERROR_MESSAGE": None,
-                    "HELP_MESSAGE": None,
-                }
-            )
-        rows = [r for r in rows if all(php_str(r.get(k)).lower() == php_str(v).lower() for k, v in raw_filter.items())]
-        return MethodResult(rows, total=len(rows))
-
-    def dealcategory_list(self, params: Mapping[str, Any]) -> MethodResult:
-        rows = [
-            {
-                "ID": str(cid),
-                "CREATED_DATE": "2024-01-15T10:00:00+03:00",
-                "NAME": name,
-                "IS_LOCKED": "N",
-                "SORT": str(500 + cid),
-            }
-            for cid, name in CATEGORIES.items()
-            if cid != 0
-        ]
-        return MethodResult(rows, total=len(rows))
-
-    def dealcategory_stage_list(self, params: Mapping[str, Any]) -> MethodResult:
-        raw_id = resolve_param(params, "id")
-        category = php_intval(raw_id) if not isinstance(raw_id, dict | list) else 0
-        rows = [{"NAME": s[1], "SORT": str(s[2]), "STATUS_ID": s[0]} for s in STAGES.get(category, ())]
-        return MethodResult(rows)
-
-    def _status_rows(self) -> list[JsonDict]:
-        rows: list[JsonDict] = []
-        row_id = 101
-        for category, stages in STAGES.items():
-            entity = "DEAL_STAGE" if category == 0 else f"DEAL_STAGE_{category}"
-            for status_id, name, sort, sem, color in stages:
-                rows.append(
-                    {
-                        "ID": str(row_id),
-                        "ENTITY_ID": entity,
-                        "STATUS_ID": status_id,
-                        "NAME": name,
-                        "NAME_INIT": name if sem != "P" or sort == 10 else "",
-                        "SORT": str(sort),
-                        "SYSTEM": "Y" if sem != "P" or sort == 10 else "N",
-                        "CATEGORY_ID": None if category == 0 else str(category),
-                        "COLOR": color,
-                        "SEMANTICS": None if sem == "P" else sem,
-                        "EXTRA": {"SEMANTICS": SEMANTICS[sem], "COLOR": color},
-                    }
-                )
-                row_id += 2
-        for entity, items in OTHER_STATUSES.items():
-            for sort, (status_id, name) in enumerate(items, start=1):
-                rows.append(
-                    {
-                        "ID": str(row_id),
-                        "ENTITY_ID": entity,
-                        "STATUS_ID": status_id,
-                        "NAME": name,
-                        "NAME_INIT": name,
-                        "SORT": str(sort * 10),
-                        "SYSTEM": "Y",
-                        "CATEGORY_ID": None,
-                        "COLOR": None,
-                        "SEMANTICS": None,
-                    }
-                )
-                row_id += 2
-        return rows
-
-    def status_list(self, params: Mapping[str, Any]) -> MethodResult:
-        raw_filter = resolve_array_param(params, "filter")
-        if raw_filter is not None and not isinstance(raw_filter, dict | list):
-            raise B24Error("Incorrect parameters passed.", "Invalid parameters.")
-        conditions = as_php_array(raw_filter) or {}
-        rows = [
-            r
-            for r in self._status_rows()
-            if all(php_str(r.get(k)).lower() == php_str(v).lower() for k, v in conditions.items())
-        ]
-        order = as_php_array(resolve_array_param(params, "order")) or {"SORT": "ASC"}
-        for key, direction in reversed(list(order.items())):
-            numeric = key in ("SORT", "ID")
-
-            def sort_key(row: JsonDict, key: str = key, numeric: bool = numeric) -> tuple[int, str]:
-                return (php_intval(row.get(key)), "") if numeric else (0, php_str(row.get(key)))
-
-            rows.sort(key=sort_key, reverse=php_str(direction).upper() == "DESC")
-        return MethodResult(rows[:PAGE_SIZE], total=len(rows), next=PAGE_SIZE if len(rows) > PAGE_SIZE else None)
 
     # ------------------------------------------------------------------ control dumps
     def dump(self, table: EntityTable) -> list[JsonDict]:

@@ -143,6 +143,9 @@ class ErrorBurst:
 class CommitThenDrop:
     count: int
     methods: frozenset[str] = frozenset()
+    skip: int = 0
+    hold_ms: float = 0.0
+    fired: int = 0
 
 
 @dataclass
@@ -190,8 +193,11 @@ class FaultInjector:
     - ``error_rate: 0.2`` (and ``error_rate_status``, default 500): that share of requests fails,
       drawn from a RNG seeded with ``seed`` (default 0) so a run is reproducible;
     - ``latency_ms``: added to every request;
-    - ``commit_then_drop: {count, methods?}``: the next ``count`` matching requests execute, then
-      the connection is dropped mid-response (the client sees a transport error, not a status).
+    - ``commit_then_drop: {count, methods?, skip?, hold_ms?}``: after ``skip`` matching requests
+      served normally, the next ``count`` matching requests execute, then the connection is dropped
+      mid-response (the client sees a transport error, not a status); with ``hold_ms`` the answer is
+      held that long after the commit first, so a test can kill the client at a chosen write.
+      ``describe()`` reports how many fired.
     Unknown keys are kept in ``plan.extra`` for the service to interpret.
     """
 
@@ -235,6 +241,8 @@ class FaultInjector:
                     plan.commit_then_drop = CommitThenDrop(
                         count=_int(value.get("count", 1), "commit_then_drop.count"),
                         methods=_methods(value.get("methods")),
+                        skip=_int(value.get("skip", 0), "commit_then_drop.skip"),
+                        hold_ms=float(_int(value.get("hold_ms", 0), "commit_then_drop.hold_ms")),
                     )
             elif key == "seed":
                 seed = _int(value, "seed")
@@ -268,9 +276,19 @@ class FaultInjector:
         with self._lock:
             ctd = self.plan.commit_then_drop
             if ctd and ctd.count > 0 and (not ctd.methods or method in ctd.methods):
+                if ctd.skip > 0:
+                    ctd.skip -= 1
+                    return False
                 ctd.count -= 1
+                ctd.fired += 1
                 return True
         return False
+
+    @property
+    def drop_hold_s(self) -> float:
+        """How long a dropped answer is held after its commit (the plan's ``hold_ms``)."""
+        ctd = self.plan.commit_then_drop
+        return ctd.hold_ms / 1000.0 if ctd else 0.0
 
     def describe(self) -> JsonDict:
         with self._lock:
@@ -291,6 +309,9 @@ class FaultInjector:
                 out["commit_then_drop"] = {
                     "count": plan.commit_then_drop.count,
                     "methods": sorted(plan.commit_then_drop.methods),
+                    "skip": plan.commit_then_drop.skip,
+                    "hold_ms": plan.commit_then_drop.hold_ms,
+                    "fired": plan.commit_then_drop.fired,
                 }
             return out
 
@@ -316,11 +337,16 @@ class DroppedResponse(Response):
     HTTP client sees a protocol/transport error after the server has already done the work.
     """
 
-    def __init__(self, body: bytes, status_code: int = 200, media_type: str = "application/json") -> None:
+    def __init__(
+        self, body: bytes, status_code: int = 200, media_type: str = "application/json", hold_s: float = 0.0
+    ) -> None:
         super().__init__(content=b"", status_code=status_code, media_type=media_type)
         self._full = body if body else b"{}"
+        self._hold_s = hold_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._hold_s > 0:
+            await asyncio.sleep(self._hold_s)
         headers = [
             (b"content-type", f"{self.media_type}; charset=utf-8".encode()),
             (b"content-length", str(len(self._full) + 1024).encode()),

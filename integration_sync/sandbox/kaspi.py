@@ -24,9 +24,10 @@ over the maximum are refused (``kaspi_page_size_over="clamp"`` clamps instead); 
 (415) and an ``Accept`` that excludes it is refused (406); a request without ``User-Agent`` hangs
 ``kaspi_no_user_agent_delay_s`` and then loses its connection (seen in real traffic); a lookup by
 ``filter[orders][code]`` still needs ``$ge``; unknown ``state``/``status`` values and ``include``
-targets are 400s; an inverted window ($ge > $le) is an empty page. Error titles other than the
-missing-``$ge`` one are our wording. Read-only: the status-changing ``POST /orders`` is not emulated
-(orders move through ``POST /_sandbox/kaspi/orders/{code}/status``).
+targets are 400s; an inverted window ($ge > $le) is an empty page. Error titles end with a period,
+as Kaspi's do; those other than the missing-``$ge`` one are our wording. Read-only: the
+status-changing ``POST /orders`` is not emulated (orders move through
+``POST /_sandbox/kaspi/orders/{code}/status``).
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ from integration_sync.sandbox.kaspi_data import (
 KASPI_AUTH_VALUE: Final = "sandbox-kaspi-token"
 KASPI_API_PATH: Final = "/shop/api/v2"
 JSONAPI: Final = "application/vnd.api+json"
-ERR_GE_REQUIRED: Final = "Required filter [orders][creationDate][$ge] is empty"
-ERR_NOT_FOUND: Final = "Resource not found"
+ERR_GE_REQUIRED: Final = "Required filter [orders][creationDate][$ge] is empty."
+ERR_NOT_FOUND: Final = "Resource not found."
 F_GE: Final = "filter[orders][creationDate][$ge]"
 F_LE: Final = "filter[orders][creationDate][$le]"
 F_STATE: Final = "filter[orders][state]"
@@ -101,6 +102,8 @@ class JsonApiResponse(JsonResponse):
 
 
 def error_response(status: int, title: str) -> Response:
+    # real Kaspi error titles end with a period ("... filter.")
+    title = title if title.endswith(".") else title + "."
     return JsonApiResponse({"errors": [{"title": title}]}, status_code=status)
 
 
@@ -297,7 +300,8 @@ class KaspiService(Service):
         return {
             "type": "customers",
             "id": c.id,
-            "attributes": {"firstName": c.first_name, "lastName": c.last_name, "cellPhone": c.cell_phone},
+            # the same shape as the order's customer (often `name` only)
+            "attributes": {k: v for k, v in c.as_attributes().items() if k != "id"},
             "relationships": {},
             "links": {"self": f"{base}/customers/{c.id}"},
         }
@@ -417,7 +421,7 @@ class KaspiService(Service):
             except KaspiError as exc:
                 return error_response(exc.status, exc.title)
             if self.faults.take_commit_then_drop(method):
-                return DroppedResponse(json_dumps(body), media_type=JSONAPI)
+                return DroppedResponse(json_dumps(body), media_type=JSONAPI, hold_s=self.faults.drop_hold_s)
             return JsonApiResponse(body)
 
         return handle

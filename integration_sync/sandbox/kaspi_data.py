@@ -187,6 +187,23 @@ class Customer:
     last_name: str
     cell_phone: str
 
+    def as_attributes(self) -> dict[str, Any]:
+        """The order's `customer` as Kaspi sends it. Recorded orders often carry only `name` and
+        `cellPhone` (no firstName/lastName); others the split name, with `name` null or filled.
+        The variant is drawn from the customer id, so the main sequence is unchanged."""
+        full = f"{self.first_name} {self.last_name}"
+        variant = random.Random(f"kaspi-customer-shape:{self.id}").random()
+        if variant < 0.45:
+            return {"id": self.id, "name": full, "cellPhone": self.cell_phone}
+        name = full if variant < 0.6 else None
+        return {
+            "id": self.id,
+            "name": name,
+            "cellPhone": self.cell_phone,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+        }
+
 
 @dataclass
 class Entry:
@@ -404,19 +421,43 @@ class OrderFactory:
         attributes["state"] = "NEW"
         attributes["approvedByBankDate"] = created_ms + rng.randint(5_000, 120_000)
         attributes["status"] = "APPROVED_BY_BANK"
-        attributes["customer"] = {
-            "id": customer.id,
-            "name": None,
-            "cellPhone": customer.cell_phone,
-            "firstName": customer.first_name,
-            "lastName": customer.last_name,
-        }
+        attributes["customer"] = customer.as_attributes()
         attributes["deliveryCost"] = order_delivery
         attributes["isImeiRequired"] = any(e.product.imei for e in entries)
         chosen = status or _status_for_age(rng, age_ms)
         attributes["status"] = chosen
         attributes["state"] = state_for(chosen, attributes)
+        _real_traffic_parts(attributes, code, created_ms)
         return Order(code=code, id=order_id(code), customer=customer, attributes=attributes, entries=entries)
+
+
+def _real_traffic_parts(attributes: dict[str, Any], code: str, created_ms: int) -> None:
+    """What recorded Kaspi orders carry beyond the guide: `assembled`, and on Kaspi-delivered orders
+    `kaspiDelivery` (waybill, courier transmission dates, set once the order is handed over), also
+    with `deliveryMode: DELIVERY_PICKUP`. Drawn from the code so the main sequence is unchanged."""
+    rng = random.Random(f"kaspi-order-extra:{code}")
+    if attributes["deliveryMode"] == "DELIVERY_PICKUP" and rng.random() < 0.3:
+        attributes["isKaspiDelivery"] = True  # a postamat / Kaspi pickup handed to Kaspi's courier
+        attributes["state"] = state_for(attributes["status"], attributes)
+    if rng.random() < 0.8:  # older orders lack it
+        attributes["assembled"] = attributes["status"] not in ("APPROVED_BY_BANK",) and rng.random() < 0.7
+    if attributes["isKaspiDelivery"]:
+        planned = created_ms + rng.randint(1, 2) * DAY_MS
+        delivery: dict[str, Any] = {
+            "waybill": None,
+            "courierTransmissionDate": None,
+            "courierTransmissionPlanningDate": planned if rng.random() < 0.8 else None,
+            "waybillNumber": None,
+            "express": rng.random() < 0.1,
+            "returnedToWarehouse": False,
+            "firstMileCourier": None,
+        }
+        if attributes["status"] != "APPROVED_BY_BANK" and rng.random() < 0.7:
+            number = f"{rng.randrange(10**11):011d}"
+            delivery["waybill"] = f"https://kaspi.kz/merchantcabinet/api/order/downloadWaybill/{number}"
+            delivery["waybillNumber"] = number
+            delivery["courierTransmissionDate"] = planned + rng.randint(0, 7_200_000)
+        attributes["kaspiDelivery"] = delivery
 
 
 def _distinct_products(rng: random.Random, count: int) -> list[Product]:

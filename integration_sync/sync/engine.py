@@ -11,7 +11,9 @@ key) and a `Destination` that knows one target API. The engine:
 - retries rejected records on later runs until `max_attempts` (waiting `retry_backoff_s`, doubled at
   each attempt, when one is set), then parks them until they change or an operator re-drives them;
 - splits a chunk the target refuses as a whole, to isolate the bad records;
-- writes a per-record `sync_log` and returns counts for Dagster metadata.
+- writes a per-record `sync_log` and returns counts for Dagster metadata;
+- holds the flow's push lock (`push_lock.py`) for the whole run, so two pushes of one flow to one
+  target never overlap, however they were launched.
 
 It never holds a DuckDB connection across a network call.
 """
@@ -22,12 +24,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError, AuthError, ConfigError
 from integration_sync.sync.bulk import insert_rows
+from integration_sync.sync.push_lock import push_lock
 from integration_sync.sync.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -184,6 +188,7 @@ class SyncEngine:
         max_attempts: int = 5,
         retry_backoff_s: float = 0.0,
         retry_backoff_max_s: float = 3600.0,
+        lock_timeout_s: float | None = None,
     ) -> None:
         self.warehouse = warehouse
         self.flow = flow
@@ -193,6 +198,7 @@ class SyncEngine:
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
+        self.lock_timeout_s = lock_timeout_s
 
     def next_attempt_at(self, attempts: int, now: datetime) -> datetime | None:
         """When a record rejected `attempts` times may be tried again (None: on the next run)."""
@@ -296,8 +302,24 @@ class SyncEngine:
 
     # ---- running --------------------------------------------------------------------------
 
+    def exclusive(self, target: str) -> AbstractContextManager[None]:
+        """The push lock of this flow to `target`: a push body may hold it around more than `run`."""
+        return push_lock(
+            self.warehouse.path,
+            self.flow,
+            target,
+            run_id=self.run_id,
+            timeout_s=self.lock_timeout_s,
+            on_wait=log.warning,
+        )
+
     def run(self, desired: Iterable[Desired], destination: Destination, *, limit: int | None = None) -> SyncReport:
-        """Plan, then push the changes chunk by chunk. Raises on errors that are not a record's fault."""
+        """Plan, then push the changes chunk by chunk, holding the flow's push lock throughout.
+        Raises on errors that are not a record's fault."""
+        with self.exclusive(destination.name):
+            return self._run(desired, destination, limit)
+
+    def _run(self, desired: Iterable[Desired], destination: Destination, limit: int | None) -> SyncReport:
         report = SyncReport(dry_run=self.dry_run)
         start_requests = destination.requests_used()
         changes, invalid = self.plan(desired, report, limit)

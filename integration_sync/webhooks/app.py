@@ -12,16 +12,19 @@
      ``timestamp_tolerance_s`` of the receiver's clock (0 disables the check), else "stale timestamp".
    - Legacy, only when ``legacy_secret_enabled``: ``X-Webhook-Secret: <secret>`` (no ``X-Signature``).
    - All comparisons use ``hmac.compare_digest``.
-3. UTF-8 JSON validated by `PaymentWebhook` → 422 ``{"error": ..., "details": [{loc, msg}]}``.
+3. UTF-8 JSON within the storage bounds of `limits` (int64 integers, depth ≤ 32, strings ≤ 10,000
+   characters, no lone surrogates) and validated by `PaymentWebhook` (cost and amount ≤ 10^9, at most
+   1,000 items) → 422 ``{"error": ..., "details": [{loc, msg}]}``.
 4. Committed to the inbox (through its one writer, in batches) under ``payment:{payment_id}`` (a
-   skipped one under ``payment:{payment_id}:skipped:{STATUS}``, so a later CONFIRMED still gets in)
+   skipped one under ``payment:{payment_id}:skipped:{STATUS}``, so a later CONFIRMED still gets in;
+   ``%`` and ``:`` escaped in both parts: see `inbox.payment_key`)
    before answering: 200
    ``{"status": "accepted", "event_id": n}``; 202 when an exclusion rule skips it (stored as
    'skipped' with the reason); 409 ``{"error": "duplicate", "payment_id": ...}`` when the key is
    already in the inbox; 503 when the inbox cannot be written (the platform retries).
 
 No input yields a 500. ``GET /webhook/health`` → ``{"status": "ok", "inbox_events": n}``.
-Logs carry the status and payment_id only: never the signature, secret or body.
+One log line per request: status, payment_id and latency; never the signature, secret or body.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import sqlite3
 import time
@@ -45,7 +47,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from integration_sync.connectors.redaction import register_secrets
-from integration_sync.webhooks.inbox import EventStatus, Inbox, InboxWriter
+from integration_sync.webhooks.inbox import EventStatus, Inbox, InboxWriter, payment_key
+from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
 from integration_sync.webhooks.settings import ReceiverSettings
 
@@ -123,10 +126,11 @@ def verify(settings: ReceiverSettings, headers: Any, body: bytes, now: float | N
 
 def _parse(body: bytes) -> tuple[str, PaymentWebhook]:
     try:
-        text = body.decode("utf-8")
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise _Reject(422, {"error": "body is not UTF-8 JSON", "details": []}) from None
+        data = load_json(body)
+    except PayloadRefused as refused:
+        details = [{"loc": list(refused.loc), "msg": refused.reason}] if refused.loc else []
+        raise _Reject(422, {"error": refused.reason, "details": details}) from None
+    text = body.decode("utf-8")
     try:
         return text, PaymentWebhook.model_validate(data)
     except ValidationError as exc:
@@ -141,6 +145,7 @@ def create_app(settings: ReceiverSettings) -> Starlette:
     writer = InboxWriter(inbox)
 
     async def payment(request: Request) -> Response:
+        started = time.monotonic()
         payment_id: str | None = None
         try:
             body = await _read_body(request, settings.max_body_bytes)
@@ -151,7 +156,7 @@ def create_app(settings: ReceiverSettings) -> Starlette:
             reason = settings.exclusion_reason(order.status, order.domain)
             status: EventStatus = "accepted" if reason is None else "skipped"
             # a skipped status (PENDING, …) must not block the same payment's later CONFIRMED webhook
-            key = webhook.event_key if reason is None else f"{webhook.event_key}:skipped:{order.status.upper()}"
+            key = payment_key(payment_id, None if reason is None else order.status.upper())
             try:
                 event_id = await asyncio.wrap_future(
                     writer.submit(SOURCE, key, order.event_date.isoformat(), text, status, reason)
@@ -172,7 +177,12 @@ def create_app(settings: ReceiverSettings) -> Starlette:
         except Exception as exc:  # never a 500 on input
             logger.warning("webhook payment unexpected %s", type(exc).__name__)
             code, answer = 400, {"error": "bad request"}
-        logger.info("webhook payment status=%s payment_id=%s", code, _safe(payment_id))
+        logger.info(
+            "webhook payment status=%s payment_id=%s latency_ms=%.1f",
+            code,
+            _safe(payment_id),
+            (time.monotonic() - started) * 1000,
+        )
         return JSONResponse(answer, status_code=code)
 
     async def health(request: Request) -> Response:

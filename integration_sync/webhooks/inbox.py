@@ -52,6 +52,23 @@ _UPSERT = (
 Row = tuple[str, str, str, str, str, str | None, str]
 
 
+def _key_part(text: str) -> str:
+    return text.replace("%", "%25").replace(":", "%3A")
+
+
+def payment_key(payment_id: str, skipped_status: str | None = None) -> str:
+    """A payment's inbox key: ``payment:{id}``, or ``payment:{id}:skipped:{STATUS}`` for a skipped
+    webhook (so a later CONFIRMED still gets in). ``%`` and ``:`` inside the parts are escaped, so no
+    payment id (``X:skipped:PENDING``) can take another payment's key; ids without them read as is."""
+    key = f"payment:{_key_part(payment_id)}"
+    return key if skipped_status is None else f"{key}:skipped:{_key_part(skipped_status)}"
+
+
+def payment_of_key(event_key: str) -> str:
+    """The payment id of a `payment_key`."""
+    return event_key.removeprefix("payment:").split(":", 1)[0].replace("%3A", ":").replace("%25", "%")
+
+
 def _row(source: str, event_key: str, event_date: str, payload: str, status: str, reason: str | None) -> Row:
     if status not in ("accepted", "skipped"):
         raise ValueError(f"unknown status {status!r}")

@@ -3,6 +3,7 @@
 Unknown fields are ignored; strings are trimmed. Required: a non-empty ``payment_id``, ``status``,
 ``created_at`` (``YYYY-MM-DD HH:MM:SS`` in Moscow time) and at least one item with a finite,
 non-negative numeric ``cost``. The paid sum is the sum of the items' costs (``amount`` is unused).
+``cost`` and ``amount`` are at most 10^9 and an order has at most 1,000 items (see `limits`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from integration_sync.webhooks.inbox import payment_key
+from integration_sync.webhooks.limits import MAX_ITEMS, MAX_MONEY
 
 try:
     MOSCOW: timezone | ZoneInfo = ZoneInfo("Europe/Moscow")
@@ -52,7 +56,7 @@ class Course(_Model):
 
 
 class OrderItem(_Model):
-    cost: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    cost: Annotated[Decimal, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
     number_lessons: int | None = None
     course: Course | None = None
     package_id: int | str | None = None
@@ -93,7 +97,7 @@ class CourseOrder(_Model):
     invoice_id: str | None = None
     payment_method: str | None = None
     currency: str | None = None
-    course_order_items: list[OrderItem] = Field(min_length=1)
+    course_order_items: list[OrderItem] = Field(min_length=1, max_length=MAX_ITEMS)
     user: User | None = None
     utm: Utm | None = None
     domain: str | None = None
@@ -106,14 +110,19 @@ class CourseOrder(_Model):
     @field_validator("amount", mode="before")
     @classmethod
     def _lenient_amount(cls, value: Any) -> Any:
-        """``amount`` is unused: keep it when it is a finite number, otherwise drop it."""
+        """``amount`` is unused: keep it when it is a finite number, otherwise drop it; one past the
+        money bound is refused (the platform never sends it)."""
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             return None
         try:
             number = Decimal(str(value).strip())
         except ArithmeticError:
             return None
-        return number if number.is_finite() else None
+        if not number.is_finite():
+            return None
+        if abs(number) > MAX_MONEY:
+            raise ValueError(f"amount must be at most {MAX_MONEY}")
+        return number
 
     @property
     def total_cost(self) -> Decimal:
@@ -130,4 +139,4 @@ class PaymentWebhook(_Model):
 
     @property
     def event_key(self) -> str:
-        return f"payment:{self.course_order.payment_id}"
+        return payment_key(self.course_order.payment_id)

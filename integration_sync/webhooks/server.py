@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import uvicorn
@@ -10,11 +11,23 @@ import uvicorn
 from integration_sync.serving import BackgroundServer
 from integration_sync.webhooks.app import create_app
 from integration_sync.webhooks.inbox import Inbox
-from integration_sync.webhooks.settings import ReceiverSettings
+from integration_sync.webhooks.settings import ReceiverSettings, env_int
+
+
+def log_requests_to_stderr() -> None:
+    """uvicorn configures only its own loggers: give the receiver's one line per request a handler."""
+    logger = logging.getLogger("integration_sync.webhooks")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # a root handler set up by someone else would print each line twice
 
 
 def serve(settings: ReceiverSettings, host: str = "127.0.0.1", port: int = 8090) -> None:
     """Serve the receiver in the foreground until interrupted (access log off: our own line per request)."""
+    log_requests_to_stderr()
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
@@ -38,9 +51,16 @@ class ReceiverServer(BackgroundServer):
         self.app.state.writer.close()  # uvicorn runs here without lifespan events
 
 
+def main() -> None:
+    """``python -m integration_sync.webhooks.server``: settings from the environment; a bad one ends
+    with a message naming its variable, not a traceback."""
+    try:
+        settings = ReceiverSettings.from_env()
+        port = env_int(os.environ, "WEBHOOK_PORT", 8090, minimum=1)
+    except ValueError as exc:
+        raise SystemExit(f"webhook receiver: {exc}") from None
+    serve(settings, host=os.environ.get("WEBHOOK_HOST", "127.0.0.1"), port=port)
+
+
 if __name__ == "__main__":
-    serve(
-        ReceiverSettings.from_env(),
-        host=os.environ.get("WEBHOOK_HOST", "127.0.0.1"),
-        port=int(os.environ.get("WEBHOOK_PORT", "8090")),
-    )
+    main()

@@ -27,6 +27,20 @@ def _csv(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """An integer setting; a bad value raises a ValueError that names the variable."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -79,14 +93,17 @@ class ReceiverSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReceiverSettings:
-        """Settings from ``env`` (default ``os.environ``); raises if the secret is missing."""
+        """Settings from ``env`` (default ``os.environ``); raises if the secret is missing or a
+        numeric variable is not a number (the message names the variable)."""
         env = os.environ if env is None else env
+        if not (env.get("PLATFORM_WEBHOOK_SECRET") or "").strip():
+            raise ValueError("PLATFORM_WEBHOOK_SECRET is not set (the HMAC key shared with the platform)")
         statuses = (env.get("WEBHOOK_EXCLUDED_STATUSES") or "").strip()
         return cls(
             secret=SecretStr(env.get("PLATFORM_WEBHOOK_SECRET", "")),
             legacy_secret_enabled=_bool(env.get("WEBHOOK_LEGACY_SECRET_ENABLED", "false")),
-            timestamp_tolerance_s=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_S") or 300),
-            max_body_bytes=int(env.get("WEBHOOK_MAX_BODY_BYTES") or 64 * 1024),
+            timestamp_tolerance_s=env_int(env, "WEBHOOK_TIMESTAMP_TOLERANCE_S", 300),
+            max_body_bytes=env_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1),
             excluded_statuses=None if not statuses else frozenset() if statuses.lower() == "none" else _csv(statuses),
             excluded_domains=_csv(env.get("WEBHOOK_EXCLUDED_DOMAINS", "")),
             inbox_path=inbox_path_from_env(env),

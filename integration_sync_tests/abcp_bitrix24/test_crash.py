@@ -30,23 +30,28 @@ def test_push_killed_mid_run_then_rerun(sandbox_env: dict[str, str], data_dir: P
     env = flow_env(sandbox_env, data_dir)
     users = {u["userId"] for u in abcp_users(env) if isinstance(u, dict)}
     first = today() - timedelta(days=3)
-    control.post("/_sandbox/faults", json={"bitrix24": {"latency_ms": 400}}).raise_for_status()
+    # The push's first three batches are reads (match by UF/ORIGIN_ID, findbycomm, the hits); the
+    # fifth batch is its second write: it is committed, its answer held, and the run killed there.
+    drop = {"count": 1, "methods": ["batch"], "skip": 4, "hold_ms": 20_000}
+    control.post("/_sandbox/faults", json={"bitrix24": {"commit_then_drop": drop}}).raise_for_status()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, json.dumps(env), first.isoformat(), today().isoformat()],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     try:
         deadline = time.monotonic() + 120
-        while stats(control)["commands"].get("crm.deal.add", 0) == 0:
+        while _fired(control) == 0:
             assert child.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the push never started"
+            assert time.monotonic() < deadline, "the push never reached the chosen write"
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
+    assert _fired(control) == 1
     made = len(control.get("/_sandbox/bitrix24/deals").json())
+    assert stats(control)["commands"]["crm.deal.add"] == made  # the held write was committed
     assert 0 < made < len(users), "the kill should land mid-push"
     control.post("/_sandbox/faults", json={"bitrix24": None}).raise_for_status()
 
@@ -58,3 +63,8 @@ def test_push_killed_mid_run_then_rerun(sandbox_env: dict[str, str], data_dir: P
     with warehouse(env).connect() as conn:
         states = dict(conn.execute("SELECT status, count(*) FROM sync_state GROUP BY 1").fetchall())
     assert states == {"synced": len(users)}
+
+
+def _fired(control: httpx.Client) -> int:
+    state = control.post("/_sandbox/faults", json={}).json()["bitrix24"]  # {} reads the state only
+    return int(state.get("commit_then_drop", {}).get("fired", 0))

@@ -171,10 +171,17 @@ def test_faults_503_5xx_and_commit_then_drop_leave_exactly_one_of_each(
     ).raise_for_status()
     result = run_flow(env, first_day=first_day(), last_day=today())
     assert result.success
+    state = control.post("/_sandbox/faults", json={}).json()["bitrix24"]  # {} reads the state, changes nothing
+    assert state["error_burst"]["count"] == 0 and state["commit_then_drop"]["fired"] == 2  # both faults fired
+    assert stats(control)["injected"] == {"status_503": 3}
     assert_exactly_one_contact_and_deal(control, env, users)
-    control.post("/_sandbox/faults", json={"bitrix24": {"error_rate": 0.3}}).raise_for_status()
+    # a 500 on the write batch: the answer is unknown, so the engine must not double anything
+    control.post(
+        "/_sandbox/faults", json={"bitrix24": {"error_burst": {"count": 1, "status": 500, "methods": ["batch"]}}}
+    ).raise_for_status()
     control.post(f"/_sandbox/abcp/users/{sorted(users)[0]}", json={"saldo": "1"}).raise_for_status()
     run_flow(env, first_day=today(), raise_on_error=False)  # may fail on a 500 for a write: retried next run
+    assert stats(control)["injected"] == {"status_503": 3, "status_500": 1}
     control.post("/_sandbox/faults", json={"bitrix24": None}).raise_for_status()
     run_flow(env, first_day=today())
     assert_exactly_one_contact_and_deal(control, env, users)

@@ -189,3 +189,27 @@ def test_unusable_records_are_invalid_with_a_reason(bad: Any) -> None:
     record = desired_user(bad, SETTINGS)
     assert record.invalid_reason
     assert record.key
+
+
+def test_real_users_with_numbers_and_lists_map_without_crashing() -> None:
+    """Guards `_text`: a numeric userId/inn is kept as text, a list where a string was expected is ''."""
+    user: dict[str, Any] = {
+        "userId": 8714642,
+        "inn": 7701234567,
+        "name": ["Анна"],
+        "surname": "Иванова",
+        "mobile": ["+79161234567"],
+        "email": {"value": "x@y.ru"},
+        "organizationName": ["ООО"],
+        "saldo": [1],
+        "deliveryAddressZones": [{"id": "2"}],
+        "regionId": 77,
+    }
+    desired = desired_user(user, SETTINGS)
+    assert desired.invalid_reason is None and desired.key == "8714642"
+    deal = desired.payload["deal"]
+    assert deal["UF_CRM_ABCP_USER_ID"] == "8714642" and deal["ORIGIN_ID"] == "8714642"
+    assert deal["UF_CRM_ABCP_INN"] == "7701234567"
+    assert deal["TITLE"] == "ABCP Регистрация: 8714642"
+    contact = desired.payload["contact"]
+    assert (contact["NAME"], contact["PHONE"], contact["EMAIL"]) == ("", [], [])

@@ -3,6 +3,8 @@
 - 10,000 new users: Bitrix24 requests per user and wall time against the rate-limit ideal;
 - the same users again, unchanged: requests (goal 0);
 - 1,000 of them changed: requests per changed user;
+- the warehouse lost (a fresh data dir, the same portal): requests per user to re-match them all
+  (goal <= 0.02) and new contacts/deals (goal 0);
 - 1,000,000 generated users ingested into DuckDB: time and peak RSS, beside a row-by-row baseline.
 """
 
@@ -116,7 +118,35 @@ def push_benchmarks(users: int = 10_000, changed: int = 1_000) -> list[Result]:
                 f"{requests} requests, {updated} updated",
             )
         )
+        results.extend(_lost_warehouse(server.base_url, control, first, users))
     return results
+
+
+def _lost_warehouse(base_url: str, control: httpx.Client, first: date, users: int) -> list[Result]:
+    """The same portal, a warehouse that knows nothing: every user must be matched, none created."""
+    from integration_sync.sandbox.env import sandbox_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = flow_env(sandbox_env(base_url), Path(tmp))
+        run_flow(env, first_day=first, last_day=today(), selection=ASSETS[:2])
+        entities_before = control.get("/_sandbox/stats").json()["bitrix24"]["entities"]
+        _drain_bucket()
+        meta, elapsed, requests = _push(env, control, first)
+        entities_after = control.get("/_sandbox/stats").json()["bitrix24"]["entities"]
+    new = sum(entities_after[k] - entities_before[k] for k in ("contacts", "deals"))
+    per = requests / max(users, 1)
+    return [
+        Result(
+            FLOW,
+            f"warehouse lost, {users:,} users re-matched: requests/user",
+            per,
+            "req",
+            "<= 0.02",
+            per <= 0.02,
+            f"{requests} requests in {elapsed:.1f} s; {meta['updated']} updated, {meta['created']} created",
+        ),
+        Result(FLOW, "warehouse lost: new contacts + deals", new, "", "== 0", new == 0, str(entities_after)),
+    ]
 
 
 def _user_ids(env: dict[str, str]) -> list[str]:

@@ -2,11 +2,16 @@
 
 - 2,000 new orders (30% repeat customers, about 3 lines each): amoCRM requests per order and wall
   time of the push against the 7 requests/s ideal;
-- a minute with no new orders: Kaspi requests (one page per day in the window) and amoCRM requests (0).
+- a minute with no new orders: Kaspi requests (one page per day in the window) and amoCRM requests (0);
+- the warehouse lost (a fresh data dir) against the populated amoCRM: requests per order to re-match
+  every order to its lead (the pipeline's leads, 250 per page) and in all (plus one notes read per 50
+  leads, to tell complete leads from those whose note never arrived); no lead, note or contact is made.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -15,9 +20,8 @@ import httpx
 
 from integration_sync.sandbox.env import sandbox_env
 from integration_sync.sandbox.server import SandboxConfig, SandboxServer
-from integration_sync_tests.abcp_bitrix24.flow import flow_env
 from integration_sync_tests.bench.results import Result
-from integration_sync_tests.kaspi_amocrm.flow import ASSETS, push_metadata, run_flow
+from integration_sync_tests.kaspi_amocrm.flow import ASSETS, amo, flow_env, push_metadata, run_flow
 
 FLOW = "kaspi_amocrm"
 AMO_RATE = 7.0
@@ -83,4 +87,37 @@ def push_benchmarks(orders: int = 2_000, days: int = 5) -> list[Result]:
             )
         )
         results.append(Result(FLOW, "idle minute: amoCRM requests", amo_used, "req", "== 0", amo_used == 0, ""))
+        results += _lost_warehouse(control, env, Path(tmp), orders, days)
     return results
+
+
+def _lost_warehouse(control: httpx.Client, env: dict[str, str], data: Path, orders: int, days: int) -> list[Result]:
+    counts = {kind: len(amo(control, kind)) for kind in ("leads", "notes", "contacts", "links")}
+    shutil.rmtree(data)
+    data.mkdir()
+    run_flow(env, days=days, selection=ASSETS[:1])
+    before = _requests(control, "amocrm")
+    meta = push_metadata(run_flow(env, days=days, selection=ASSETS[1:]))
+    used = _requests(control, "amocrm") - before
+    same = {kind: len(amo(control, kind)) for kind in counts} == counts and int(meta["created"]) == 0
+    index_reads = int(meta["lead_index_requests"])
+    return [
+        Result(
+            FLOW,
+            "lost warehouse: re-match requests/order",
+            index_reads / orders,
+            "req",
+            "<= 0.02",
+            index_reads / orders <= 0.02 and same,
+            f"{index_reads} requests: the pipeline's leads, 250 per page (>= {math.ceil(orders / 250)})",
+        ),
+        Result(
+            FLOW,
+            "lost warehouse: all requests/order",
+            used / orders,
+            "req",
+            "<= 0.03",
+            used / orders <= 0.03 and same,
+            f"{used} requests (+ notes read per 50 leads); nothing made twice: {same}",
+        ),
+    ]

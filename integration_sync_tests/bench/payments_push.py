@@ -2,7 +2,7 @@
 
 - amoCRM requests per payment of a customer amoCRM knows (found by Telegram id, with an active lead
   in another pipeline): one payment per run (nothing to share a request with), then 50 payments of 50
-  such customers in one run;
+  such customers in one run; then the same payments re-matched after the warehouse is lost;
 - webhook → lead updated: payments posted to the receiver one at a time while the Dagster daemon runs
   the inbox sensor; the time until each payment's note is in the amoCRM emulator (p50, p95).
 """
@@ -29,7 +29,15 @@ from integration_sync.webhooks.models import MOSCOW
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
 from integration_sync_tests.bench.results import Result
-from integration_sync_tests.payments_amocrm.flow import AmoApi, deliver, flow_env, payment, push_metadata, run_flow
+from integration_sync_tests.payments_amocrm.flow import (
+    AmoApi,
+    deliver,
+    flow_env,
+    lose_warehouse,
+    payment,
+    push_metadata,
+    run_flow,
+)
 
 FLOW = "payments_amocrm"
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +83,14 @@ def requests_per_payment(batch: int = 50, singles: int = 5) -> list[Result]:
             before = _requests(control)
             meta = push_metadata(run_flow(env))
             batched = (_requests(control) - before) / max(int(meta["created"]), 1)
+            # the warehouse lost: every payment of the inbox is matched again against amoCRM
+            lose_warehouse(Path(tmp))
+            time.sleep(1.0)
+            before = _requests(control)
+            again = push_metadata(run_flow(env))
+            rematched = singles + batch
+            rematch_cost = (_requests(control) - before) / rematched
+            rematch_ok = again["leads_created"] == 0 and again["contacts_created"] == 0 and again["rejected"] == 0
         api.close()
     worst = max(single_costs)
     return [
@@ -95,6 +111,15 @@ def requests_per_payment(batch: int = 50, singles: int = 5) -> list[Result]:
             "<= 5",
             batched <= 5 and meta["created"] == batch,
             "search by Telegram id each; reads, PATCH and notes in bulk",
+        ),
+        Result(
+            FLOW,
+            f"warehouse lost, {singles + batch} applied payments re-matched: requests/payment",
+            rematch_cost,
+            "req",
+            "<= 2",
+            rematch_ok and rematch_cost <= 2,
+            "contact search per customer; leads and their notes read 50 per request; nothing written",
         ),
     ]
 

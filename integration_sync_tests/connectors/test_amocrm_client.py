@@ -95,6 +95,11 @@ def test_read_form_becomes_write_form_without_enum() -> None:
     assert read_field_values(None, 1) == []
 
 
+def test_select_field_is_written_with_enum_id_only() -> None:
+    select = {"field_id": 7, "field_type": "select", "values": [{"value": "ЕГЭ", "enum_id": 11, "enum_code": "EGE"}]}
+    assert to_write_form([select]) == [{"field_id": 7, "values": [{"enum_id": 11}]}]
+
+
 def test_phone_normalization_and_query_forms() -> None:
     for value in ("+7 (701) 123-45-67", "87011234567", "7011234567", "77011234567"):
         assert normalize_phone(value) == "77011234567"
@@ -296,6 +301,23 @@ def test_403_block_page_stops_every_process_until_cleared(sb: Sandbox, client: A
     assert client.clear_block() and client.blocked() is None
     time.sleep(1.0)  # let the account's own rate window drain after the hammering
     assert client.get_contact(CONTACT_ID) is not None
+
+
+def test_select_read_then_written_back_is_accepted(client: AmoCrmClient, sb: Sandbox) -> None:
+    """A lead's read form written back: its select value carries enum_code (as real amoCRM may read
+    it), which amoCRM refuses on a select field; the client sends enum_id only."""
+    direction = int(sb.env["AMO_LEAD_FIELD_DIRECTION"])
+    ege = int(sb.env["AMO_DIRECTION_EGE"])
+    [made] = client.create_leads([{"name": "select", "custom_fields_values": [enum_field_value(direction, ege)]}])
+    lead = client.get_lead(made.id)
+    assert lead is not None
+    read_form = [item.model_dump(exclude_none=True) for item in lead.custom_fields_values or []]
+    for item in read_form:
+        if item["field_id"] == direction:
+            item["values"][0]["enum_code"] = "EGE"
+    client.update_leads([{"id": made.id, "custom_fields_values": read_form}])
+    again = client.get_lead(made.id)
+    assert again is not None and again.enum_ids(direction) == [ege]
 
 
 def test_204_answers_are_empty_results(client: AmoCrmClient) -> None:

@@ -18,7 +18,14 @@ from integration_sync.connectors.bitrix24 import (
     is_idempotent_method,
     normalize_phone,
 )
-from integration_sync.connectors.errors import AmbiguousWriteError, ApiError, AuthError, ConfigError
+from integration_sync.connectors.errors import (
+    AmbiguousWriteError,
+    ApiError,
+    AuthError,
+    ConfigError,
+    RateLimitedError,
+    TransientError,
+)
 from integration_sync.connectors.http import HttpPolicy, ResponseKind
 from integration_sync_tests.connectors.sandbox_support import FAST_POLICY, Sandbox, running_sandbox
 
@@ -66,6 +73,8 @@ def test_encode_params_round_trips_through_a_php_style_parser() -> None:
         ("crm.duplicate.findbycomm", True),
         ("crm.deal.userfield.list", True),
         ("crm.status.list", True),
+        ("crm.status.entity.items", True),
+        ("crm.category.list", True),
         ("crm.dealcategory.list", True),
         ("crm.dealcategory.stage.list", True),
         ("crm.contact.add", False),
@@ -339,3 +348,57 @@ def test_find_contact_ids_by_comm_is_cheap_and_exact(sandbox: Sandbox, b24: Bitr
     assert all(found[p] == [] for p in phones[existing:])
     assert all(found[e] == [] for e in emails[existing:])
     assert len(found) == 2 * users
+
+
+def test_status_entity_items_is_a_read_retried_after_a_server_error(sandbox: Sandbox, b24: Bitrix24Client) -> None:
+    """Guards `crm.status.entity.items` in `_READ_METHODS` (a 500 on a write is not retried)."""
+    sandbox.faults({"bitrix24": {"error_burst": {"count": 1, "status": 500, "methods": ["crm.status.entity.items"]}}})
+    stages = b24.call("crm.status.entity.items", {"entityId": "DEAL_STAGE_5"})
+    assert [s["STATUS_ID"] for s in stages] == ["C5:NEW", "C5:PREPARATION", "C5:WON", "C5:LOSE"]
+    assert stages[0]["SORT"] == 10  # a JSON number, as the real portal sends
+    assert b24.requests_used == 2
+    assert sandbox.stats("bitrix24")["injected"] == {"status_500": 1}
+
+
+def test_iter_list_pages_an_answer_that_holds_its_list_in_an_object(sandbox: Sandbox, b24: Bitrix24Client) -> None:
+    """Guards `_list_rows` (crm.category.list answers {"categories": [...]} with total/next beside)."""
+    sandbox.control("POST", "bitrix24/categories", {"names": [f"Воронка {i}" for i in range(60)]})
+    rows = list(b24.iter_list("crm.category.list", params={"entityTypeId": 2}))
+    assert len(rows) == 62 and len({row["id"] for row in rows}) == 62
+    assert rows[0] == {
+        "id": 0,
+        "name": "Общая",
+        "sort": 100,
+        "entityTypeId": 2,
+        "isDefault": "Y",
+        "originId": "",
+        "originatorId": "",
+    }
+    assert b24.stats.by_endpoint["crm.category.list"] == 2
+
+
+def test_read_batch_raises_on_a_command_error_inside_a_200_batch(sandbox: Sandbox, b24: Bitrix24Client) -> None:
+    """Guards `_raise_command_errors` in `read_batch`: a failed read is never an empty result."""
+    reads: dict[str, tuple[str, dict[str, Any]]] = {
+        "a": ("crm.contact.list", {"filter": {"NAME": "nobody"}, "select": ["ID"]}),
+        "b": ("crm.deal.list", {"filter": {"TITLE": "nothing"}, "select": ["ID"]}),
+    }
+    assert b24.read_batch(reads) == {"a": [], "b": []}
+    sandbox.faults({"bitrix24": {"batch_command_error": {"count": 1, "methods": ["crm.deal.list"]}}})
+    with pytest.raises(TransientError, match=r"crm\.deal\.list failed in a batch"):
+        b24.read_batch(reads)
+    sandbox.faults(
+        {"bitrix24": {"batch_command_error": {"methods": ["crm.contact.list"], "error": "OPERATION_TIME_LIMIT"}}}
+    )
+    with pytest.raises(RateLimitedError):
+        b24.read_batch(reads)
+    assert sandbox.stats("bitrix24")["injected"] == {"batch_command_error": 2}
+
+
+def test_read_batch_reads_every_page_of_a_long_list(sandbox: Sandbox, b24: Bitrix24Client) -> None:
+    """Guards the `nexts` follow-up in `read_batch`: rows past the first 50 are not dropped."""
+    commands = {f"a{i}": ("crm.contact.add", {"fields": {"NAME": "Long"}}) for i in range(45)}
+    assert b24.batch(commands, halt=False).errors == {}
+    assert b24.batch(commands, halt=False).errors == {}
+    rows = b24.read_batch({"l": ("crm.contact.list", {"filter": {"NAME": "Long"}, "select": ["ID"]})})["l"]
+    assert len(rows) == 90 and len({r["ID"] for r in rows}) == 90

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,6 +19,16 @@ from integration_sync_tests.dagster_support import asset_metadata, materialize_r
 
 ASSETS = [kaspi_orders, amocrm_kaspi_leads]
 CHECKS = [orders_match_kaspi_total, one_lead_per_order]
+
+
+def flow_env(sandbox_env: Mapping[str, str], data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The sandbox's settings with this test's data dir and warehouse."""
+    return {
+        **sandbox_env,
+        "INTEGRATION_SYNC_DATA_DIR": str(data_dir),
+        "WAREHOUSE_PATH": str(data_dir / "warehouse.duckdb"),
+        **overrides,
+    }
 
 
 def today() -> date:

@@ -7,12 +7,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
 import pytest
 
 from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN
-from integration_sync_tests.abcp_bitrix24.flow import flow_env
-from integration_sync_tests.kaspi_amocrm.flow import amo, amo_requests, push_metadata, run_flow, today
+from integration_sync.defs.kaspi_amocrm.schedules import kaspi_amocrm_job, kaspi_reconciliation
+from integration_sync_tests.dagster_support import asset_metadata, environment
+from integration_sync_tests.kaspi_amocrm.flow import (
+    ASSETS,
+    CHECKS,
+    amo,
+    amo_requests,
+    flow_env,
+    push_metadata,
+    resources,
+    run_flow,
+    today,
+)
 
 
 @pytest.fixture()
@@ -23,6 +35,16 @@ def env(sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client) -> d
 
 def kaspi_orders(control: httpx.Client) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = control.get("/_sandbox/kaspi/orders").json()
+    return rows
+
+
+def product(entry: dict[str, Any]) -> str:
+    """An order line's product (its master product: one merchant SKU, one catalog element)."""
+    return str(entry["relationships"]["product"]["data"]["id"])
+
+
+def kaspi_entries(control: httpx.Client, order: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = control.get(f"/_sandbox/kaspi/orders/{order['attributes']['code']}").json()["entries"]
     return rows
 
 
@@ -84,23 +106,44 @@ def test_each_order_becomes_one_lead_with_contact_items_and_note(env: dict[str, 
     again = run_flow(env)
     assert push_metadata(again)["api_requests"] == 0 and push_metadata(again)["unchanged"] == len(codes)
     assert amo_requests(control) == before
-    # products are reused: a new order for known products creates no catalog element
+    # products are reused: a new order's known products create no catalog element, new ones one each
     elements = len(amo(control, "catalog_elements"))
-    control.post("/_sandbox/kaspi/orders", json={"count": 3}).raise_for_status()
+    known = {product(e) for o in orders for e in kaspi_entries(control, o)}
+    made = control.post("/_sandbox/kaspi/orders", json={"count": 3}).json()["codes"]
+    new_products = {
+        product(e) for code in made for e in control.get(f"/_sandbox/kaspi/orders/{code}").json()["entries"]
+    } - known
     third = run_flow(env, days=0)
     assert push_metadata(third)["created"] == 3
-    assert len(amo(control, "catalog_elements")) - elements <= 3 * 5
+    assert len(amo(control, "catalog_elements")) - elements == len(new_products)
 
 
-def test_reconciliation_moves_leads_to_won_and_lost(env: dict[str, str], control: httpx.Client) -> None:
+def test_reconciliation_schedule_moves_old_leads_to_won_and_lost(env: dict[str, str], control: httpx.Client) -> None:
     run_flow(env)
-    orders = kaspi_orders(control)
+    orders = kaspi_orders(control)  # oldest first: these two are from 3 days ago, past the minute job's reach
     done, cancelled = orders[0]["attributes"]["code"], orders[1]["attributes"]["code"]
+    assert (
+        today() - datetime.fromtimestamp(orders[1]["attributes"]["creationDate"] / 1000, KAZAKHSTAN).date()
+    ).days >= 2
     control.post(f"/_sandbox/kaspi/orders/{done}/status", json={"status": "COMPLETED", "force": True})
     control.post(f"/_sandbox/kaspi/orders/{cancelled}/status", json={"status": "CANCELLED", "force": True})
     before = amo_requests(control)
-    result = run_flow(env, days=13)  # the 10-minute reconciliation re-reads the 14-day window
-    meta = push_metadata(result)
+    # the 10-minute schedule, evaluated now, and the run it requests executed as the daemon would
+    with environment(env), dg.instance_for_test() as instance:
+        defs = dg.Definitions(
+            assets=ASSETS,
+            asset_checks=CHECKS,
+            jobs=[kaspi_amocrm_job],
+            schedules=[kaspi_reconciliation],
+            resources=resources(),
+        )
+        tick = datetime.now(KAZAKHSTAN)
+        request = kaspi_reconciliation(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        assert isinstance(request, dg.RunRequest)
+        job = defs.resolve_job_def("kaspi_amocrm_job")
+        result = job.execute_in_process(instance=instance, tags=request.tags)
+    assert result.success
+    meta = asset_metadata(result, "amocrm__kaspi_leads")
     assert (meta["changed"], meta["updated"], meta["created"]) == (2, 2, 0)
     assert amo_requests(control) - before == 1  # one bulk PATCH
     field_id = int(env["AMO_LEAD_ORDER_CODE_FIELD_ID"])
@@ -132,6 +175,8 @@ def test_lost_answer_on_create_never_makes_a_second_lead(env: dict[str, str], co
         },
     ).raise_for_status()
     result = run_flow(env, raise_on_error=False)
+    fired = control.post("/_sandbox/faults", json={}).json()["amocrm"]["commit_then_drop"]["fired"]
+    assert fired == 1, "the answer of a leads/complex write was lost"
     control.post("/_sandbox/faults", json={"amocrm": None}).raise_for_status()
     if not result.success:
         run_flow(env)

@@ -9,6 +9,7 @@ import pytest
 
 from integration_sync.defs.kaspi_amocrm.mapping import (
     LeadSettings,
+    customer_name,
     desired_order,
     kaspi_phone,
     kazakhstan_day,
@@ -185,3 +186,29 @@ def test_malformed_orders_are_invalid_with_a_clear_reason(
 ) -> None:
     record = desired_order(order(**overrides), entries, SETTINGS)
     assert record.invalid_reason is not None and reason in record.invalid_reason
+
+
+@pytest.mark.parametrize(
+    ("customer", "expected"),
+    [
+        ({"id": "c", "name": "Айгерим Нурланова", "cellPhone": "7011234567"}, "Айгерим Нурланова"),  # real: name only
+        ({"name": "  Айгерим   Нурланова "}, "Айгерим Нурланова"),
+        ({"name": None, "firstName": "Айгерим", "lastName": "Нурланова"}, "Айгерим Нурланова"),
+        ({"name": "Айгерим Н.", "firstName": "Айгерим", "lastName": "Нурланова"}, "Айгерим Н."),
+        ({"firstName": "Айгерим"}, "Айгерим"),
+        ({"cellPhone": "7011234567"}, "Покупатель Kaspi"),
+        ({"name": ""}, "Покупатель Kaspi"),
+    ],
+)
+def test_customer_name_uses_name_when_present(customer: dict[str, Any], expected: str) -> None:
+    assert customer_name(order(customer=customer)) == expected
+
+
+def test_a_name_only_customer_names_the_contact_and_the_note() -> None:
+    customer = {"id": "c1", "name": "Айгерим Нурланова", "cellPhone": "7011234567"}
+    desired = desired_order(
+        order(customer=customer, assembled=True, kaspiDelivery={"waybill": None}), ENTRIES, SETTINGS
+    )
+    assert desired.invalid_reason is None
+    assert desired.payload["contact"]["name"] == "Айгерим Нурланова"
+    assert "Покупатель: Айгерим Нурланова, +77011234567" in desired.payload["note"]

@@ -156,6 +156,13 @@ def push(env: Mapping[str, str], raise_on_error: bool = True, **config: Any) -> 
         )
 
 
+def lose_warehouse(data_dir: Path) -> None:
+    """Delete the warehouse of `flow_env(…, data_dir)` (its WAL and lock too); the inbox stays."""
+    for path in data_dir.glob("warehouse.duckdb*"):
+        if path.is_file():
+            path.unlink()
+
+
 def push_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     return asset_metadata(result, PUSH_NODE)
 

@@ -73,18 +73,25 @@ def test_users_look_like_abcp_users(client: httpx.Client) -> None:
     rows = all_users(client)
     assert len(rows) == 300
     now = datetime.now(MOSCOW).replace(tzinfo=None)
+    undocumented = {"regionId", "userCode", "locale", "payDelay", "deliveryAddressZones"}
     for user in rows:
-        assert 54 <= len(user) <= 56
+        assert 59 <= len(user) <= 61
+        assert undocumented <= set(user)
         assert re.fullmatch(r"\d{7}", user["userId"])
         for key, value in user.items():
             if key == "offices":
                 assert isinstance(value, list) and all(isinstance(v, str) for v in value)
-            else:
+            elif key not in undocumented:
                 assert value is None or isinstance(value, str), (key, value)
         registered = datetime.strptime(user["registrationDate"], DATE_FMT)
         updated = datetime.strptime(user["updateTime"], DATE_FMT)
         assert updated >= registered
         assert now - timedelta(days=30, minutes=1) <= registered <= now + timedelta(seconds=2)
+    # what recorded real traffic shows: lists and numbers among the values, balance null, saldo often absent
+    assert any(isinstance(u["deliveryAddressZones"], list) and u["deliveryAddressZones"] for u in rows)
+    assert any(isinstance(u["regionId"], int) for u in rows) and any(isinstance(u["payDelay"], int) for u in rows)
+    assert any(u["balance"] is None for u in rows)
+    assert sum("saldo" not in u for u in rows) >= len(rows) // 5
     assert [int(u["userId"]) for u in rows] == sorted(int(u["userId"]) for u in rows)
     assert any(u["mobile"] == "" for u in rows)
     assert any(u["email"] == "" for u in rows)

@@ -512,6 +512,36 @@ def test_patch_replaces_a_fields_values_and_null_clears(api: httpx.Client) -> No
     assert errors_of(api.patch("/api/v4/contacts", json=[{"id": 1, "name": "x"}]))[0]["errors"][0]["path"] == "id"
 
 
+def test_select_field_takes_enum_id_only(api: httpx.Client) -> None:
+    """Real amoCRM: enum_code on a select (single) field is FieldNotExpected, even beside enum_id."""
+    direction = amo.AMO_LEAD_FIELD_DIRECTION
+    for value in ({"enum_id": amo.AMO_DIRECTION_EGE, "enum_code": "EGE"}, {"enum_code": "EGE"}):
+        entry = {"field_id": direction, "values": [value]}
+        assert errors_of(api.post("/api/v4/leads", json=[{"name": "x", "custom_fields_values": [entry]}])) == [
+            {
+                "request_id": "0",
+                "errors": [
+                    {
+                        "code": "FieldNotExpected",
+                        "path": "custom_fields_values.0.values.0.enum_code",
+                        "detail": "This field was not expected.",
+                    }
+                ],
+            }
+        ]
+    by_id = {"field_id": direction, "values": [{"enum_id": amo.AMO_DIRECTION_EGE}]}
+    [lead] = add_leads(api, [{"name": "ok", "custom_fields_values": [by_id]}])
+    with_code = {"field_id": direction, "values": [{"enum_id": amo.AMO_DIRECTION_EGE, "enum_code": "X"}]}
+    patched = api.patch("/api/v4/leads", json=[{"id": lead, "custom_fields_values": [with_code]}])
+    assert errors_of(patched)[0]["errors"][0] == {
+        "code": "FieldNotExpected",
+        "path": "custom_fields_values.0.values.0.enum_code",
+        "detail": "This field was not expected.",
+    }
+    # a multi-value enum field (PHONE) still takes enum_code
+    add_contacts(api, [{"name": "p", "custom_fields_values": [phone("+77010000009", "WORK")]}])
+
+
 # ------------------------------------------------------------------------------ leads
 def test_leads_filters_order_and_with_contacts(api: httpx.Client) -> None:
     [cid] = add_contacts(api, [{"name": "Лид-контакт"}])

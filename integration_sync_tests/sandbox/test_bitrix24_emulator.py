@@ -429,3 +429,40 @@ def test_operating_time_limit_blocks_a_method_until_reset(client: httpx.Client, 
     assert inner["result_error"]["l"]["error"] == "OPERATION_TIME_LIMIT" and "d" in inner["result"]
     server.sandbox.clock.advance(601)
     assert call(client, "crm.contact.list").status_code == 200
+
+
+def test_batch_command_error_fault_fails_one_command_inside_a_200_batch(client: httpx.Client) -> None:
+    spec = {"batch_command_error": {"count": 1, "skip": 1, "methods": ["crm.deal.list"]}}
+    assert client.post("/_sandbox/faults", json={"bitrix24": spec}).status_code == 200
+    cmd = {f"d{i}": "crm.deal.list?select[0]=ID" for i in range(3)} | {"c": "crm.contact.list?select[0]=ID"}
+    response = call(client, "batch", {"halt": 0, "cmd": cmd})
+    assert response.status_code == 200
+    out = response.json()["result"]
+    # the shape of api-samples/bitrix24/batch_error_halt0_response.json
+    assert out["result_error"] == {
+        "d1": {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}
+    }
+    assert set(out["result"]) == {"d0", "d2", "c"}
+    state = client.post("/_sandbox/faults", json={}).json()["bitrix24"]
+    assert state["batch_command_error"]["fired"] == 1 and state["batch_command_error"]["count"] == 0
+    stats = client.get("/_sandbox/stats").json()["bitrix24"]
+    assert stats["injected"] == {"batch_command_error": 1}
+    assert stats["commands"]["crm.deal.list"] == 2  # the failed command did not run
+    bad = client.post("/_sandbox/faults", json={"bitrix24": {"batch_command_error": {"count": -1}}})
+    assert bad.status_code == 400
+
+
+def test_real_traffic_shapes_numbers_operating_time_and_object_lists(client: httpx.Client) -> None:
+    statuses = ok(client, "crm.status.list", {"filter": {"ENTITY_ID": "DEAL_STAGE_5"}})
+    assert [s["SORT"] for s in statuses] == [10, 20, 30, 40]
+    assert all(isinstance(s["SORT"], int) for s in ok(client, "crm.dealcategory.stage.list", {"id": 5}))
+    assert all(isinstance(c["SORT"], int) for c in ok(client, "crm.dealcategory.list"))
+    items = ok(client, "crm.status.entity.items", {"entityId": "SOURCE"})
+    assert items[0] == {"NAME": "Звонок", "SORT": 10, "STATUS_ID": "CALL"}
+    answer = call(client, "crm.category.list", {"entityTypeId": 2}).json()
+    assert [c["id"] for c in answer["result"]["categories"]] == [0, 5]
+    assert answer["total"] == 2 and "next" not in answer
+    assert call(client, "crm.category.list", {"entityTypeId": 1036}).status_code == 400
+    out = batch(client, {"s": "crm.status.list?filter[ENTITY_ID]=SOURCE", "c": "crm.contact.list?select[0]=ID"})
+    for timing in out["result_time"].values():
+        assert {"operating", "operating_reset_at"} <= set(timing)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integration_sync.webhooks.inbox import payment_of_key
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
 
@@ -210,6 +211,26 @@ def test_excluded_status_and_domain_are_202_and_stored_skipped(server: ReceiverS
     # the same payment confirmed later is accepted (once): a PENDING webhook never swallows the payment
     assert post(server, payload("pay_p", status="CONFIRMED")).status_code == 200
     assert post(server, payload("pay_p", status="CONFIRMED")).status_code == 409
+
+
+def test_payment_id_shaped_like_a_skipped_key_does_not_collide(server: ReceiverServer) -> None:
+    """``X:skipped:PENDING`` is a payment id of its own, not payment X's skipped PENDING webhook."""
+    assert post(server, payload("pay_c", status="PENDING")).status_code == 202
+    assert post(server, payload("pay_c:skipped:PENDING")).status_code == 200
+    assert post(server, payload("pay_d:skipped:PENDING")).status_code == 200
+    assert post(server, payload("pay_d", status="PENDING")).status_code == 202
+    assert post(server, payload("100%3A")).status_code == 200  # an id that looks escaped stays itself
+    assert post(server, payload("100:")).status_code == 200
+    keys = [e.event_key for e in server.inbox.read_after(0, 10)]
+    assert len(set(keys)) == 6
+    assert [payment_of_key(k) for k in keys] == [
+        "pay_c",
+        "pay_c:skipped:PENDING",
+        "pay_d:skipped:PENDING",
+        "pay_d",
+        "100%3A",
+        "100:",
+    ]
 
 
 def test_repeated_payment_id_is_409_and_the_original_unchanged(server: ReceiverServer) -> None:

@@ -12,6 +12,7 @@ from integration_sync.defs.abcp_bitrix24.tables import FLOW, latest_users, store
 from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.resources import AbcpResource, Bitrix24Resource, WarehouseResource
+from integration_sync.defs.runs import push_pool
 from integration_sync.sync.engine import SyncEngine
 
 GROUP = "abcp_bitrix24"
@@ -93,6 +94,7 @@ def abcp_user_changes(
     deps=[abcp_users, abcp_user_changes],
     kinds={"bitrix24"},
     tags=PUSH_TAG,
+    pool=push_pool(GROUP),
 )
 def bitrix24_user_deals(
     context: dg.AssetExecutionContext,

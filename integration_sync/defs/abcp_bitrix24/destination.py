@@ -6,8 +6,11 @@ users cost one request. Batches run with halt=1: when a command fails, the comma
 its record is rejected, and the records after it go into the next batch.
 
 Identity: before creating, a user's deal is looked up by the ABCP-user-id UF field and its contact
-by ORIGINATOR_ID/ORIGIN_ID (so a create whose answer was lost is found, not repeated), then a
-contact with the same phone or email is reused (crm.duplicate.findbycomm) instead of duplicated.
+by ORIGINATOR_ID/ORIGIN_ID, 50 ids per command (so a create whose answer was lost, or a whole lost
+warehouse, is found, not repeated), then a contact with the same phone or email is reused
+(crm.duplicate.findbycomm) instead of duplicated. A deal found that way is compared with what the
+lookup read and only the fields that differ are sent. A lookup that fails inside its batch raises:
+it never reads as "not found".
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ class UserDealsDestination:
         self.settings = settings
         # phone/email -> contact id of contacts created or matched during this run
         self._known_contacts: dict[str, str] = {}
+        # what resolve() saw in Bitrix24 (deal id -> owned fields, contact id -> phones/emails), so a
+        # record matched there without a warehouse history is compared, not re-sent or re-read
+        self._seen_deals: dict[str, dict[str, Any]] = {}
+        self._seen_contacts: dict[str, set[str]] = {}
 
     def requests_used(self) -> int:
         return self.client.stats.requests
@@ -71,7 +78,7 @@ class UserDealsDestination:
                 "crm.deal.list",
                 {
                     "filter": {f"@{uf}": list(chunk), "CATEGORY_ID": self.settings.category_id},
-                    "select": ["ID", "CONTACT_ID", uf],
+                    "select": ["ID", "CONTACT_ID", *self._deal_fields()],
                     "order": {"ID": "ASC"},
                 },
             )
@@ -79,7 +86,7 @@ class UserDealsDestination:
                 "crm.contact.list",
                 {
                     "filter": {"ORIGINATOR_ID": ORIGINATOR_ID, "@ORIGIN_ID": list(chunk)},
-                    "select": ["ID", "ORIGIN_ID"],
+                    "select": ["ID", "ORIGIN_ID", "PHONE", "EMAIL"],
                     "order": {"ID": "ASC"},
                 },
             )
@@ -89,15 +96,34 @@ class UserDealsDestination:
                     key = str(row.get(uf) or "")
                     if key and key not in found:
                         ids = {"deal": str(row["ID"])}
+                        self._seen_deals[ids["deal"]] = row
                         if str(row.get("CONTACT_ID") or "0") not in ("", "0"):
                             ids["contact"] = str(row["CONTACT_ID"])
                         found[key] = ids
                 else:
                     key = str(row.get("ORIGIN_ID") or "")
+                    self._seen_contacts[str(row["ID"])] = self._comm_set(row)
                     if key:
                         found.setdefault(key, {}).setdefault("contact", str(row["ID"]))
         self._match_by_comm(changes, found)
         return found
+
+    def _deal_fields(self) -> list[str]:
+        settings = self.settings
+        return ["TITLE", settings.uf_user_id, settings.uf_inn, settings.uf_saldo, "ORIGINATOR_ID", "ORIGIN_ID"]
+
+    def _comm_set(self, row: Mapping[str, Any]) -> set[str]:
+        """A contact row's phones and emails, normalized as the payload's are."""
+        values: set[str] = set()
+        for item in row.get("PHONE") or []:
+            phone = normalize_phone(item.get("VALUE"), self.settings.default_region)
+            if phone:
+                values.add(phone)
+        for item in row.get("EMAIL") or []:
+            email = normalize_email(item.get("VALUE"))
+            if email:
+                values.add(email)
+        return values
 
     def _match_by_comm(self, changes: Sequence[Change], found: dict[str, dict[str, str]]) -> None:
         """Reuse an existing contact with the user's phone (first) or email."""
@@ -116,12 +142,9 @@ class UserDealsDestination:
                     break
 
     def _run_reads(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-        results: dict[str, Any] = {}
-        items = list(commands.items())
-        for chunk in _chunks(items, MAX_COMMANDS):
-            answer = self.client.batch(dict(chunk), halt=False)
-            results.update(answer.results)
-        return results
+        """Every read's full result. A command that failed inside its batch raises (retryable):
+        read as "not found", it would make the engine create the contact and deal a second time."""
+        return self.client.read_batch(commands)
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -176,7 +199,11 @@ class UserDealsDestination:
             return packed
         previous = change.previous or {}
         old_deal = previous.get("deal") or {}
-        deal_diff = {k: v for k, v in change.payload["deal"].items() if not previous or old_deal.get(k) != v}
+        seen = self._seen_deals.get(ids["deal"]) if not previous else None
+        if seen is not None:  # matched in Bitrix24 with no history here: send only what differs there
+            deal_diff = {k: v for k, v in change.payload["deal"].items() if not _same_value(v, seen.get(k))}
+        else:
+            deal_diff = {k: v for k, v in change.payload["deal"].items() if not previous or old_deal.get(k) != v}
         if deal_diff:
             packed.commands.append((f"u{key}", "crm.deal.update", {"id": ids["deal"], "fields": deal_diff}))
         contact_id = ids.get("contact")
@@ -229,35 +256,37 @@ class UserDealsDestination:
 
     def _current_multifields(self, changes: Sequence[Change]) -> dict[str, set[str]]:
         """Phones/emails a contact really has, for updates whose last push is unconfirmed."""
-        ids = sorted(
-            {
-                c.target_ids["contact"]
-                for c in changes
-                if "deal" in c.target_ids and "contact" in c.target_ids and (c.in_flight or c.previous is None)
-            }
-        )
+        wanted = {
+            c.target_ids["contact"]
+            for c in changes
+            if "deal" in c.target_ids and "contact" in c.target_ids and (c.in_flight or c.previous is None)
+        }
+        present = {cid: self._seen_contacts[cid] for cid in wanted if cid in self._seen_contacts}
+        ids = sorted(wanted - set(present))
         if not ids:
-            return {}
+            return present
         commands = {
             f"m{i}": ("crm.contact.list", {"filter": {"@ID": list(chunk)}, "select": ["ID", "PHONE", "EMAIL"]})
             for i, chunk in enumerate(_chunks(ids, 50))
         }
-        present: dict[str, set[str]] = {}
         for rows in self._run_reads(commands).values():
             for row in rows if isinstance(rows, list) else []:
-                values: set[str] = set()
-                for item in row.get("PHONE") or []:
-                    phone = normalize_phone(item.get("VALUE"), self.settings.default_region)
-                    if phone:
-                        values.add(phone)
-                for item in row.get("EMAIL") or []:
-                    email = normalize_email(item.get("VALUE"))
-                    if email:
-                        values.add(email)
-                present[str(row["ID"])] = values
+                present[str(row["ID"])] = self._comm_set(row)
         return present
 
 
 def _comm_values(change: Change) -> list[str]:
     contact = change.payload["contact"]
     return [*contact["PHONE"], *contact["EMAIL"]]
+
+
+def _same_value(sent: Any, stored: Any) -> bool:
+    """Whether Bitrix24 already holds what would be sent (it answers strings: "-1582.5", "" for None)."""
+    if sent is None or sent == "":
+        return stored is None or stored == ""
+    if isinstance(sent, int | float) and not isinstance(sent, bool):
+        try:
+            return float(str(stored)) == float(sent)
+        except ValueError:
+            return False
+    return str(sent) == str(stored if stored is not None else "")

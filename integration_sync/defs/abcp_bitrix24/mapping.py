@@ -103,7 +103,10 @@ def user_key(user: Any) -> tuple[str | None, str | None]:
 
 
 def _text(user: Mapping[str, Any], key: str) -> str:
+    """A field as text: real users send some values as numbers (kept) or lists (not text: "")."""
     value = user.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return value.strip() if isinstance(value, str) else ""
 
 

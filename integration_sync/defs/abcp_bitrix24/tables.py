@@ -76,14 +76,35 @@ class LoadReport:
     stored: int = 0
     rejected: int = 0
     rejected_samples: list[tuple[str, str]] = field(default_factory=list)
+    # records that cannot even be written as JSON for DuckDB: (record key, reason, repr of the record)
+    unstorable: list[tuple[str | None, str, str]] = field(default_factory=list)
+
+
+_MAX_REPR = 2000
 
 
 def _stage(records: Iterable[Any], path: Path, report: LoadReport) -> None:
-    """Write every record the API returned as one NDJSON line; DuckDB parses and checks them."""
+    """Write every record the API returned as one NDJSON line; DuckDB parses and checks them.
+
+    A record that cannot be serialized (an integer beyond 64 bits, a lone surrogate, nesting past
+    orjson's limit) is set aside with its reason instead of failing the whole load."""
     with path.open("wb") as out:
         for raw in records:
             report.fetched += 1
-            out.write(orjson.dumps(raw, default=str, option=orjson.OPT_APPEND_NEWLINE))
+            try:
+                line = orjson.dumps(raw, default=str, option=orjson.OPT_APPEND_NEWLINE)
+            except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+                report.unstorable.append((_record_key(raw), f"cannot be stored: {exc}"[:200], repr(raw)[:_MAX_REPR]))
+                continue
+            out.write(line)
+
+
+def _record_key(raw: Any) -> str | None:
+    """The record's userId as text (at most 40 characters), if it has one."""
+    value = raw.get("userId") if isinstance(raw, dict) else None
+    if value is None:
+        return None
+    return (value if isinstance(value, str) else repr(value))[:40]
 
 
 _TS = "'%Y-%m-%d %H:%M:%S'"
@@ -135,15 +156,16 @@ def _load(conn: Any, path: Path, by_update: bool, report: LoadReport) -> None:
     rejects = conn.execute(
         "SELECT user_id, reason FROM staged WHERE reason IS NOT NULL ORDER BY user_id NULLS FIRST LIMIT 20"
     ).fetchall()
-    report.rejected_samples = [(str(key), str(reason)) for key, reason in rejects]
+    report.rejected_samples = [(str(key), reason) for key, reason, _ in report.unstorable[:20]]
+    report.rejected_samples += [(str(key), str(reason)) for key, reason in rejects][: 20 - len(report.rejected_samples)]
     row = conn.execute("SELECT count(*) FILTER (WHERE reason IS NOT NULL) FROM staged").fetchone()
-    report.rejected = int(row[0]) if row else 0
+    report.rejected = (int(row[0]) if row else 0) + len(report.unstorable)
     counts = conn.execute("SELECT count(user_id), count(DISTINCT user_id) FROM staged WHERE reason IS NULL").fetchone()
     if counts and counts[0] != counts[1]:
         conn.execute(_DEDUPE)
 
 
-def _record_rejects(conn: Any, source: str, first_day: date, last_day: date, run_id: str) -> None:
+def _record_rejects(conn: Any, source: str, first_day: date, last_day: date, run_id: str, report: LoadReport) -> None:
     label = f"{first_day}..{last_day}"
     conn.execute(
         "DELETE FROM ingest_rejects WHERE flow = ? AND source = ? AND partition_key = ?", [FLOW, source, label]
@@ -153,6 +175,16 @@ def _record_rejects(conn: Any, source: str, first_day: date, last_day: date, run
         " SELECT ?, ?, ?, user_id, reason, raw, ?, now() FROM staged WHERE reason IS NOT NULL",
         [FLOW, source, label, run_id],
     )
+    if report.unstorable:
+        # raw holds the record's Python repr as a JSON string: the record itself is not valid JSON for us
+        conn.executemany(
+            "INSERT INTO ingest_rejects (flow, source, partition_key, record_key, reason, raw, run_id, rejected_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+            [
+                [FLOW, source, label, key, reason, orjson.dumps(text).decode(), run_id]
+                for key, reason, text in report.unstorable
+            ],
+        )
 
 
 def store_users(
@@ -183,7 +215,7 @@ def store_users(
                 )
             insert = _INSERT_CHANGES if by_update else _INSERT_USERS
             report.stored = _inserted(conn.execute(insert, {"run_id": run_id}))
-            _record_rejects(conn, source, first_day, last_day, run_id)
+            _record_rejects(conn, source, first_day, last_day, run_id, report)
             conn.execute("DROP TABLE staged")
     return report
 

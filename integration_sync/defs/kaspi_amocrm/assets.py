@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from integration_sync.defs.kaspi_amocrm.destination import Indexes, KaspiLeadsDestination
+from integration_sync.defs.kaspi_amocrm.destination import Indexes, KaspiLeadsDestination, lead_rule
 from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN, desired_order, kazakhstan_day
 from integration_sync.defs.kaspi_amocrm.resources import KaspiLeadsResource, KaspiResource
 from integration_sync.defs.kaspi_amocrm.tables import (
@@ -19,8 +19,10 @@ from integration_sync.defs.kaspi_amocrm.tables import (
 from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
+from integration_sync.defs.runs import push_pool
 from integration_sync.sync.engine import SyncEngine
 from integration_sync.sync.state import read_lookup, read_state, write_lookup, write_state
+from integration_sync.targets.amocrm_leads import AmoLeadIndex
 
 GROUP = "kaspi_amocrm"
 PUSH_TAG = {"integration_sync/push": "kaspi_amocrm"}
@@ -100,6 +102,10 @@ def kaspi_orders(
     }
     if report.status_change_samples:
         metadata["status_change_sample"] = samples_table(report.status_change_samples)
+    metadata["quarantined"] = report.quarantined
+    if report.quarantine_samples:  # orders that could not be stored: in ingest_rejects with the reason
+        metadata["quarantined_sample"] = samples_table(report.quarantine_samples)
+        context.log.warning(f"{report.quarantined} Kaspi orders quarantined: {report.quarantine_samples[:5]}")
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -109,6 +115,7 @@ def kaspi_orders(
     deps=[kaspi_orders],
     kinds={"amocrm"},
     tags=PUSH_TAG,
+    pool=push_pool(GROUP),
 )
 def amocrm_kaspi_leads(
     context: dg.AssetExecutionContext,
@@ -120,7 +127,8 @@ def amocrm_kaspi_leads(
     """One amoCRM lead per Kaspi order, with its contact (by phone), catalog items and a summary note.
 
     New orders become leads; status changes move them (COMPLETED → 142, CANCELLED/RETURNED → 143 by
-    default); unchanged orders cost no request; an order code is never turned into a second lead.
+    default); unchanged orders cost no request; an order code is never turned into a second lead,
+    even after the warehouse is lost (creates are matched against the pipeline's leads first).
     """
     store = warehouse.warehouse()
     settings = kaspi_leads.settings()
@@ -133,13 +141,17 @@ def amocrm_kaspi_leads(
     )
     engine = SyncEngine(store, flow=FLOW, entity="order", run_id=context.run_id, dry_run=config.dry_run)
     with amocrm.client() as client:
-        destination = KaspiLeadsDestination(client, settings, kaspi_leads.catalog(), indexes)
+        leads = AmoLeadIndex.load(store, client.root, lead_rule(settings))
+        destination = KaspiLeadsDestination(client, settings, kaspi_leads.catalog(), indexes, leads)
         try:
             report = engine.run(desired, destination, limit=config.limit)
         finally:
+            leads.save()
             write_lookup(store, FLOW, "contact_by_phone", indexes.new_contacts)
             write_lookup(store, FLOW, "element_by_code", indexes.new_elements)
             write_state(store, FLOW, "contacts_updated_at", str(indexes.contacts_watermark))
     if report.rejected:
         context.log.warning(f"{report.rejected} orders rejected by amoCRM: {report.rejected_samples[:5]}")
-    return dg.MaterializeResult(metadata=sync_metadata(report))
+    metadata = sync_metadata(report)
+    metadata["lead_index_requests"] = leads.requests  # re-matching creates to existing leads
+    return dg.MaterializeResult(metadata=metadata)

@@ -4,9 +4,10 @@ Cost per new order is a fraction of a request: leads go 50 per request (`leads/c
 customer's contact is new, plain `leads` with the known contact id otherwise), notes and catalog
 links through the bulk endpoints, products and contacts resolved from local indexes (product code →
 catalog element, phone → contact) kept in the warehouse and refreshed from amoCRM only when there is
-something to create. A lead whose note or links did not make it is reported rejected with its id,
-so the next run completes it instead of creating it again; an order code in flight is looked up in
-amoCRM before anything is re-created.
+something to create. Every create is first matched against the shared index of the pipeline's leads
+by order code (`targets.amocrm_leads`), so a lost warehouse never makes a second lead. The summary
+note goes last: a lead with its note is complete; one without is completed after a bulk look at its
+notes (an answer can be lost after the note was made), never created again.
 """
 
 from __future__ import annotations
@@ -15,14 +16,28 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from integration_sync.connectors.amocrm import AmoCrmClient, CatalogElement, Lead
+from integration_sync.connectors.amocrm import AmoCrmClient, CatalogElement
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError
 from integration_sync.defs.kaspi_amocrm.mapping import LeadSettings
 from integration_sync.sync.engine import Change, Outcome
 from integration_sync.sync.normalize import normalize_phone
+from integration_sync.targets.amocrm_leads import AmoLeadIndex, LeadKeyRule, LeadRef
 
 BATCH = 50
 COMPLETE = "lead_complete"
+LEAD_PREFIX = "Kaspi №"
+KEY_KIND = "kaspi order code"
+
+
+def lead_rule(settings: LeadSettings) -> LeadKeyRule:
+    """How a Kaspi lead names its order: the order-code field when configured, else `Kaspi №{code}`."""
+    return LeadKeyRule(
+        kind=KEY_KIND, pipeline_id=settings.pipeline_id, field_id=settings.order_code_field_id, name_prefix=LEAD_PREFIX
+    )
+
+
+def is_order_note(text: str, code: str) -> bool:
+    return text.split("\n", 1)[0].strip() == f"Заказ Kaspi №{code}"
 
 
 def _chunks(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -63,13 +78,23 @@ class KaspiLeadsDestination:
     batch_size = BATCH
 
     def __init__(
-        self, client: AmoCrmClient, settings: LeadSettings, catalog: CatalogSettings, indexes: Indexes
+        self,
+        client: AmoCrmClient,
+        settings: LeadSettings,
+        catalog: CatalogSettings,
+        indexes: Indexes,
+        leads: AmoLeadIndex,
     ) -> None:
         self.client = client
         self.settings = settings
         self.catalog = catalog
         self.indexes = indexes
+        self.leads = leads
         self._contacts_refreshed = False
+        # lead id → whether its summary note is in amoCRM, for leads looked at in this run
+        self._noted: dict[str, bool] = {}
+        # lead id → the lead as read from amoCRM in this run (spares a PATCH that would change nothing)
+        self._seen: dict[str, LeadRef] = {}
 
     def requests_used(self) -> int:
         return int(self.client.requests_used)
@@ -77,34 +102,37 @@ class KaspiLeadsDestination:
     # ---- identity -------------------------------------------------------------------------
 
     def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
-        """Orders whose create may already have happened (in flight) are looked up by their code."""
+        """Every create is matched by its order code against the index of the pipeline's leads; a lead
+        found with its summary note is complete, one without is completed by `push`."""
+        self.leads.refresh(self.client, again=any(c.in_flight for c in changes))
         found: dict[str, dict[str, str]] = {}
-        for change in changes:
-            if not change.in_flight:
-                continue
-            lead = self._find_lead(change.key)
-            if lead is not None:
-                ids = {"lead": str(lead["id"])}
-                contacts = ((lead.get("_embedded") or {}).get("contacts")) or []
-                if contacts:
-                    ids["contact"] = str(contacts[0]["id"])
-                found[change.key] = ids
+        for key, ref in self.leads.find(c.key for c in changes).items():
+            ids = {"lead": ref.lead_id}
+            if ref.contact_id:
+                ids["contact"] = ref.contact_id
+            found[key] = ids
+            if ref.status_id is not None:
+                self._seen[ref.lead_id] = ref
+        noted = self._check_notes({key: ids["lead"] for key, ids in found.items()})
+        for ids in found.values():
+            if ids["lead"] in noted:
+                ids[COMPLETE] = ids["lead"]
         return found
 
-    def _find_lead(self, code: str) -> Lead | None:
-        """The lead of an order code: a `query` hit verified by the order-code field or the lead name."""
-        field_id = self.settings.order_code_field_id
-        for lead in self.client.find_leads(query=code, with_contacts=True):
-            if lead.get("name") == f"Kaspi №{code}":
-                return lead
-            for item in lead.get("custom_fields_values") or []:
-                if (
-                    field_id
-                    and item.get("field_id") == field_id
-                    and any(str(v.get("value")) == code for v in item.get("values") or [])
-                ):
-                    return lead
-        return None
+    def _check_notes(self, leads: Mapping[str, str]) -> set[str]:
+        """Which of these leads (order code → lead id) already carry their order's note: one bulk read
+        per 50 leads not looked at yet in this run."""
+        unknown = sorted({int(lead) for lead in leads.values() if lead not in self._noted})
+        if unknown:
+            code_of = {lead: key for key, lead in leads.items()}
+            notes = self.client.list_notes(unknown, note_type="common")
+            self._noted.update({str(lead_id): False for lead_id in unknown})
+            for note in notes:
+                owner = str(note.entity_id)
+                text = str((note.params or {}).get("text") or "")
+                if owner in code_of and is_order_note(text, code_of[owner]):
+                    self._noted[owner] = True
+        return {lead for lead in leads.values() if self._noted.get(lead)}
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -144,6 +172,7 @@ class KaspiLeadsDestination:
             for (change, _), created in zip(chunk, answer, strict=True):
                 ids[change.key] = {"lead": str(created["id"]), "contact": str(created["contact_id"])}
                 self._remember_contact(change.payload["contact"]["phone"], str(created["contact_id"]))
+                self.leads.remember(change.key, LeadRef(str(created["id"]), str(created["contact_id"])))
         plain = []
         for change in later:
             contact = ids.get(change.key, {}).get("contact") or self.indexes.contacts_by_phone.get(
@@ -155,6 +184,7 @@ class KaspiLeadsDestination:
             created_leads = self.client.create_leads([body for _, body in chunk])
             for (change, _), lead in zip(chunk, created_leads, strict=True):
                 ids[change.key]["lead"] = str(lead["id"])
+                self.leads.remember(change.key, LeadRef(str(lead["id"]), ids[change.key].get("contact")))
         return self._finish(ids, creates)
 
     def _lead_body(self, change: Change, contact_id: str | None) -> dict[str, Any]:
@@ -188,12 +218,11 @@ class KaspiLeadsDestination:
         return body
 
     def _finish(self, ids: dict[str, dict[str, str]], changes: Sequence[Change]) -> list[Outcome]:
-        """Add each new lead's note and catalog links; a lead stays "not done" until both are in."""
+        """Add each lead's catalog links, then its note; a lead stays "not done" until both are in.
+        (Leads of earlier attempts reach here only when `resolve` found no note of theirs.)"""
         ready = [c for c in changes if ids.get(c.key, {}).get("lead")]
         try:
-            notes = [(int(ids[c.key]["lead"]), c.payload["note"]) for c in ready]
-            for chunk in _chunks(notes):
-                self.client.add_notes(list(chunk))
+            # a lead-element link is one per pair in amoCRM: sending it again only sets the quantity
             links = [
                 (
                     int(ids[c.key]["lead"]),
@@ -206,7 +235,14 @@ class KaspiLeadsDestination:
             ]
             for chunk in _chunks(links):
                 self.client.link_catalog_elements(list(chunk))
+            notes = [(int(ids[c.key]["lead"]), c.payload["note"]) for c in ready]
+            for chunk in _chunks(notes):
+                self.client.add_notes(list(chunk))
+                for lead, _ in chunk:
+                    self._noted[str(lead)] = True
         except (ApiError, AmbiguousWriteError) as exc:
+            for c in ready:  # an answer may have been lost after the write: look again next time
+                self._noted.pop(ids[c.key]["lead"], None)
             return [
                 Outcome(c.key, "rejected", c.operation, ids.get(c.key, {}), f"lead made, note/items not: {exc}")
                 for c in changes
@@ -221,13 +257,21 @@ class KaspiLeadsDestination:
         return outcomes
 
     def _update(self, updates: Sequence[Change]) -> list[Outcome]:
-        """A status (or price) change: PATCH only what changed; a move to 142/143 carries pipeline_id."""
+        """A status (or price) change: PATCH only what changed; a move to 142/143 carries pipeline_id.
+        With no previous push on record (a lost warehouse), the lead as read in this run is the base."""
         bodies = []
         for change in updates:
             lead = change.payload["lead"]
             old = (change.previous or {}).get("lead") or {}
+            seen = self._seen.get(change.target_ids["lead"]) if change.previous is None else None
+            if seen is not None:
+                old = {"status_id": seen.status_id, "pipeline_id": seen.pipeline_id, "price": seen.price}
             body: dict[str, Any] = {"id": int(change.target_ids["lead"])}
-            if old.get("status_id") != lead["status_id"] or change.previous is None:
+            if (
+                old.get("status_id") != lead["status_id"]
+                or old.get("pipeline_id", lead["pipeline_id"]) != lead["pipeline_id"]
+                or (change.previous is None and seen is None)
+            ):
                 body["status_id"] = lead["status_id"]
                 body["pipeline_id"] = lead["pipeline_id"]
             if old.get("price") != lead["price"]:

@@ -94,6 +94,10 @@ def delivery_address(order: Mapping[str, Any]) -> str:
 def customer_name(order: Mapping[str, Any]) -> str:
     customer = order.get("customer") if isinstance(order.get("customer"), Mapping) else {}
     assert isinstance(customer, Mapping)
+    # real orders often carry only `name` (no firstName/lastName); every part is optional
+    name = " ".join(str(customer.get("name") or "").split())
+    if name:
+        return name
     parts = [str(customer.get(k) or "").strip() for k in ("firstName", "lastName")]
     return " ".join(p for p in parts if p) or "Покупатель Kaspi"
 

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
 
+from integration_sync.connectors.errors import ConfigError
 from integration_sync.connectors.kaspi import KaspiClient
 from integration_sync.defs.kaspi_amocrm.destination import CatalogSettings
 from integration_sync.defs.kaspi_amocrm.mapping import DEFAULT_STATUS_MAP, LeadSettings
-from integration_sync.defs.resources import env_float, env_int, env_str
+from integration_sync.defs.resources import data_dir, env_float, env_int, env_str
 
 
 class KaspiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Kaspi.kz Shop API v2 with the merchant's X-Auth-Token."""
+    """Kaspi.kz Shop API v2 with the merchant's X-Auth-Token; the request budget is shared by every
+    process calling for the same merchant (token bucket state under the data dir)."""
 
     base_url: str
     token: str
     page_size: int = 100
     max_window_days: int = 14
     rate_per_s: float = 6.0
+    state_dir: str = "data/state"
+
+    def rate_state_path(self) -> Path:
+        # one bucket per merchant token, named by a hash so the token never shows in a file name
+        merchant = hashlib.sha256(self.token.strip().encode()).hexdigest()[:12]
+        return Path(self.state_dir) / f"kaspi-{merchant}.json"
 
     def client(self) -> KaspiClient:
         return KaspiClient(
@@ -28,6 +38,7 @@ class KaspiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             page_size=self.page_size,
             max_window_days=self.max_window_days,
             rate_per_s=self.rate_per_s,
+            rate_state_path=self.rate_state_path(),
         )
 
 
@@ -51,7 +62,7 @@ class KaspiLeadsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def settings(self) -> LeadSettings:
         status_map = dict(DEFAULT_STATUS_MAP)
         if self.status_map_json:
-            status_map.update({str(k): int(v) for k, v in json.loads(self.status_map_json).items()})
+            status_map.update(parse_status_map(self.status_map_json))
         return LeadSettings(
             pipeline_id=self.pipeline_id,
             status_id=self.status_id,
@@ -69,12 +80,30 @@ class KaspiLeadsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return CatalogSettings(sku_field_id=self.catalog_sku_field_id, price_field_id=self.catalog_price_field_id)
 
 
+def parse_status_map(text: str) -> dict[str, int]:
+    """KASPI_STATUS_MAP: a JSON object of Kaspi status → amoCRM status id; anything else is a
+    ConfigError naming the variable (never a bare traceback)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("kaspi_amocrm", f"KASPI_STATUS_MAP is not valid JSON ({exc.msg}, char {exc.pos})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("kaspi_amocrm", 'KASPI_STATUS_MAP must be a JSON object like {"COMPLETED": 142}')
+    result: dict[str, int] = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+            raise ConfigError("kaspi_amocrm", f"KASPI_STATUS_MAP: the status id of {key!r} must be an integer")
+        result[str(key)] = int(value)
+    return result
+
+
 def kaspi_resource() -> KaspiResource:
     return KaspiResource(
         base_url=dg.EnvVar("KASPI_BASE_URL"),
         token=dg.EnvVar("KASPI_TOKEN"),
         max_window_days=env_int("KASPI_MAX_WINDOW_DAYS", 14) or 14,
         rate_per_s=env_float("KASPI_RATE_PER_S", 6.0),
+        state_dir=str(data_dir() / "state"),
     )
 
 

@@ -2,21 +2,28 @@
 
 A partition (a Kazakhstan calendar day) is replaced as a whole by each load. An order's lines never
 change, so they are fetched once and kept; a status that differs from the stored one is recorded in
-`kaspi_order_status_changes` before the partition is replaced.
+`kaspi_order_status_changes` before the partition is replaced. An order that cannot be stored (e.g.
+an integer past 64 bits, text that is not UTF-8) is quarantined in `ingest_rejects` with its reason
+and the rest of the load goes on.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
+
 from integration_sync.sync.bulk import insert_rows
 from integration_sync.sync.warehouse import Migration, Warehouse
 
 FLOW = "kaspi_amocrm"
+SOURCE = "kaspi_orders"
+_INT32 = 2**31
 
 KASPI_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -113,6 +120,8 @@ class OrdersLoadReport:
     stored: int = 0
     status_changes: int = 0
     status_change_samples: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: int = 0
+    quarantine_samples: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _number(value: Any) -> float | None:
@@ -163,6 +172,18 @@ def store_orders(
     report = OrdersLoadReport(fetched=len(orders))
     now = datetime.now(UTC)
     unique = {o.code: o for o in orders}
+    rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    good: list[OrderRow] = []
+    bad: list[tuple[OrderRow, str]] = []
+    for order in unique.values():
+        try:
+            rows[order.code] = _rows(order, now, run_id)
+        except ValueError as exc:
+            bad.append((order, str(exc)))
+        else:
+            good.append(order)
+    report.quarantined = len(bad)
+    report.quarantine_samples = [(o.code, reason) for o, reason in bad[:20]]
     with warehouse.transaction() as conn:
         before = {
             code: (status, state)
@@ -188,56 +209,12 @@ def store_orders(
             "DELETE FROM kaspi_orders WHERE (? AND partition_date BETWEEN ? AND ?) OR list_contains(?, code)",
             [replace, first_day, last_day, list(unique)],
         )
-        report.stored = insert_rows(
-            conn,
-            "kaspi_orders",
-            _ORDER_COLUMNS,
-            (
-                {
-                    "partition_date": o.day,
-                    "code": o.code,
-                    "order_id": o.order_id,
-                    "status": o.attributes.get("status"),
-                    "state": o.attributes.get("state"),
-                    "creation_date": _ms(o.attributes.get("creationDate")),
-                    "total_price": _number(o.attributes.get("totalPrice")),
-                    "customer_id": (o.attributes.get("customer") or {}).get("id")
-                    if isinstance(o.attributes.get("customer"), dict)
-                    else None,
-                    "cell_phone": (o.attributes.get("customer") or {}).get("cellPhone")
-                    if isinstance(o.attributes.get("customer"), dict)
-                    else None,
-                    "raw": {"id": o.order_id, **o.attributes},
-                    "fetched_at": now,
-                    "run_id": run_id,
-                }
-                for o in unique.values()
-            ),
-        )
+        report.stored = insert_rows(conn, "kaspi_orders", _ORDER_COLUMNS, (rows[o.code][0] for o in good))
         conn.execute("DELETE FROM kaspi_order_entries WHERE list_contains(?, order_code)", [list(unique)])
-        insert_rows(
-            conn,
-            "kaspi_order_entries",
-            _ENTRY_COLUMNS,
-            (
-                {
-                    "order_code": o.code,
-                    "entry_id": e.get("id"),
-                    "entry_number": e.get("entry_number"),
-                    "code": e.get("code"),
-                    "name": e.get("name"),
-                    "quantity": _number(e.get("quantity")),
-                    "base_price": _number(e.get("base_price")),
-                    "total_price": _number(e.get("total_price")),
-                    "raw": e.get("raw"),
-                    "fetched_at": now,
-                }
-                for o in unique.values()
-                for e in o.entries
-            ),
-        )
+        insert_rows(conn, "kaspi_order_entries", _ENTRY_COLUMNS, (e for o in good for e in rows[o.code][1]))
+        _quarantine(conn, first_day, last_day, list(unique), bad, run_id, now)
         stored_per_day: dict[date, int] = {}
-        for order in unique.values():
+        for order in good:
             stored_per_day[order.day] = stored_per_day.get(order.day, 0) + 1
         for day, total in api_totals.items():
             conn.execute("DELETE FROM kaspi_partition_counts WHERE partition_date = ?", [day])
@@ -245,6 +222,88 @@ def store_orders(
                 "INSERT INTO kaspi_partition_counts VALUES (?, ?, ?, ?)", [day, total, stored_per_day.get(day, 0), now]
             )
     return report
+
+
+def _rows(o: OrderRow, now: datetime, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The order's row and its lines' rows, checked to be storable; ValueError says why not."""
+    customer = o.attributes.get("customer") if isinstance(o.attributes.get("customer"), dict) else {}
+    assert isinstance(customer, dict)
+    try:
+        created = _ms(o.attributes.get("creationDate"))
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"creationDate out of range: {o.attributes.get('creationDate')!r:.40}") from None
+    order = {
+        "partition_date": o.day,
+        "code": o.code,
+        "order_id": o.order_id,
+        "status": o.attributes.get("status"),
+        "state": o.attributes.get("state"),
+        "creation_date": created,
+        "total_price": _number(o.attributes.get("totalPrice")),
+        "customer_id": customer.get("id"),
+        "cell_phone": customer.get("cellPhone"),
+        "raw": {"id": o.order_id, **o.attributes},
+        "fetched_at": now,
+        "run_id": run_id,
+    }
+    entries = [
+        {
+            "order_code": o.code,
+            "entry_id": e.get("id"),
+            "entry_number": e.get("entry_number"),
+            "code": e.get("code"),
+            "name": e.get("name"),
+            "quantity": _number(e.get("quantity")),
+            "base_price": _number(e.get("base_price")),
+            "total_price": _number(e.get("total_price")),
+            "raw": e.get("raw"),
+            "fetched_at": now,
+        }
+        for e in o.entries
+    ]
+    for entry in entries:
+        number = entry["entry_number"]
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or abs(number) >= _INT32):
+            raise ValueError(f"line entry_number is not a 32-bit integer: {number!r:.40}")
+    for row in (order, *entries):
+        for name, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                row[name] = None
+        try:
+            orjson.dumps(row, default=_text, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        except (TypeError, orjson.JSONEncodeError) as exc:  # ints past 64 bits, text that is not UTF-8
+            raise ValueError(f"cannot be stored: {exc}") from None
+    return order, entries
+
+
+def _text(value: Any) -> Any:
+    # as the bulk insert writes them
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _quarantine(
+    conn: Any,
+    first_day: date,
+    last_day: date,
+    codes: list[str],
+    bad: Sequence[tuple[OrderRow, str]],
+    run_id: str,
+    now: datetime,
+) -> None:
+    """One `ingest_rejects` row per order that could not be stored (the latest reason); an order that
+    stores now leaves quarantine."""
+    conn.execute(
+        "DELETE FROM ingest_rejects WHERE flow = ? AND source = ? AND list_contains(?, record_key)",
+        [FLOW, SOURCE, codes],
+    )
+    for order, reason in bad:
+        # raw as ASCII-escaped JSON text: the record itself could not be written as it is
+        raw = json.dumps({"id": order.order_id, **order.attributes}, ensure_ascii=True, default=str)
+        conn.execute(
+            "INSERT INTO ingest_rejects (flow, source, partition_key, record_key, reason, raw, run_id, rejected_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [FLOW, SOURCE, f"{first_day}..{last_day}", order.code, reason, raw, run_id, now],
+        )
 
 
 def _ms(value: Any) -> datetime | None:

@@ -22,6 +22,7 @@ from integration_sync.defs.payments_amocrm.tables import (
     outstanding,
 )
 from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
+from integration_sync.defs.runs import push_pool
 from integration_sync.sync.engine import SyncEngine
 from integration_sync.sync.state import read_lookup, read_state, redrive, write_lookup, write_state
 from integration_sync.webhooks.inbox import Inbox
@@ -102,7 +103,9 @@ def payment_events(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(key=LEADS_KEY, group_name=GROUP, deps=[payment_events], kinds={"amocrm"}, tags=PUSH_TAG)
+@dg.asset(
+    key=LEADS_KEY, group_name=GROUP, deps=[payment_events], kinds={"amocrm"}, tags=PUSH_TAG, pool=push_pool(GROUP)
+)
 def amocrm_payment_leads(
     context: dg.AssetExecutionContext,
     config: PaymentsPushConfig,
@@ -170,4 +173,5 @@ _DESTINATION_COUNTS = (
     "contact_fills_refused",
     "leads_found",
     "leads_created",
+    "payments_found_applied",
 )

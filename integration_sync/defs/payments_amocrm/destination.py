@@ -16,6 +16,11 @@ For each chunk of payments (≤ 50):
 
 A payment whose answer was lost is looked up by its note ("Payment ID: …") and, when its lead is not
 yet known, by the lead's payment id field, so nothing is created or added twice.
+
+A lead this warehouse has never seen (a new or lost warehouse, or a manager's lead) may already hold
+payments applied by another warehouse: before its baseline is taken, its notes are read (50 leads per
+request) and every payment they name is recorded as applied to it, its amount taken out of the
+baseline; a payment of the chunk found that way is settled, never applied again.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from integration_sync.defs.payments_amocrm.mapping import (
     latest,
     lead_baseline,
     new_contact,
+    note_marker,
     payment_fields,
 )
 from integration_sync.defs.payments_amocrm.tables import PaymentLedger, Target
@@ -50,6 +56,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 50
 NOTE = "note"
+NOTE_PREFIX = note_marker("")
 
 
 @dataclass
@@ -65,6 +72,7 @@ class _Work:
     lead_created: bool = False
     contact_created: bool = False
     new_contact: bool = False
+    note_id: int | None = None
     error: str | None = None
 
     @property
@@ -87,8 +95,20 @@ class _Work:
 
     def target(self) -> Target:
         return Target(
-            self.key, self.contact_id, self.lead_id, self.pipeline_id, self.lead_created, self.contact_created
+            self.key,
+            self.contact_id,
+            self.lead_id,
+            self.pipeline_id,
+            self.lead_created,
+            self.contact_created,
+            self.note_id,
         )
+
+
+def _ids(work: _Work) -> dict[str, str]:
+    """The target ids of a payment found applied (its note already in amoCRM)."""
+    pairs = (("contact", work.contact_id), ("lead", work.lead_id), (NOTE, work.note_id))
+    return {k: str(v) for k, v in pairs if v}
 
 
 @dataclass
@@ -204,7 +224,11 @@ class PaymentsDestination:
             if target is not None:
                 work.contact_id, work.lead_id = target.contact_id, target.lead_id
                 work.pipeline_id, work.lead_created = target.pipeline_id, target.lead_created
-                work.contact_created = target.contact_created
+                work.contact_created, work.note_id = target.contact_created, target.note_id
+        # its note was found in amoCRM by an earlier run of this warehouse: applied, nothing to read
+        found = [w for w in works if w.note_id is not None]
+        works = [w for w in works if w.note_id is None]
+        applied += [Outcome(w.key, "succeeded", "settle", _ids(w)) for w in found]
         self._match_contacts(works)
         self._match_leads(works)
         self._create_leads(works)
@@ -213,7 +237,8 @@ class PaymentsDestination:
         return applied + self._add_notes(works)
 
     def _live(self, works: Iterable[_Work]) -> list[_Work]:
-        return [w for w in works if w.error is None]
+        """Payments still to apply: not refused, and with no note in amoCRM."""
+        return [w for w in works if w.error is None and w.note_id is None]
 
     # ---- contacts -----------------------------------------------------------------------------
 
@@ -314,6 +339,7 @@ class PaymentsDestination:
             elif work.contact is not None:
                 wanted.update(work.contact.lead_ids)
         leads = {lead.id: lead for lead in self.client.get_leads(wanted, with_contacts=True)} if wanted else {}
+        self._recover_applied(works, leads)
         excluded = self.settings.excluded_statuses
         for work in self._live(works):
             if work.lead_id and work.lead_id in leads:
@@ -333,6 +359,39 @@ class PaymentsDestination:
         baselines = {w.lead.id: lead_baseline(w.lead, self.settings) for w in found if w.lead and w.lead.id not in seen}
         # where each payment goes, saved before the lead is changed: a retry reuses it
         self.ledger.record([w.target() for w in found], baselines)
+
+    def _recover_applied(self, works: Sequence[_Work], leads: Mapping[int, Lead]) -> None:
+        """Payments the notes of never-seen leads name are applied: recorded with their note, out of
+        the lead's baseline; a payment of this chunk among them is settled."""
+        unseen = set(leads) - self.ledger.known_baselines(leads)
+        # a lead this project never wrote has no payment id: no note of ours to look for
+        field_id = self.settings.lead_fields.payment_id
+        touched = [i for i in unseen if not field_id or any(leads[i].field_values(field_id))]
+        if not touched:
+            return
+        noted: dict[str, tuple[int, int]] = {}
+        for note in sorted(self.client.list_notes(touched, note_type="common"), key=lambda n: n.id):
+            for line in str((note.params or {}).get("text") or "").splitlines():
+                if line.startswith(NOTE_PREFIX) and note.entity_id is not None:
+                    noted.setdefault(line.removeprefix(NOTE_PREFIX), (int(note.entity_id), note.id))
+        amounts = self.ledger.amounts(noted)  # only payments this warehouse holds can be counted by it
+        baselines: dict[int, tuple[Decimal, int]] = {}
+        for lead_id in touched:
+            total, count = lead_baseline(leads[lead_id], self.settings)
+            mine = [p for p, (lead, _) in noted.items() if lead == lead_id and p in amounts]
+            baselines[lead_id] = (total - sum((amounts[p] for p in mine), Decimal(0)), count - len(mine))
+        targets = {
+            p: Target(p, leads[lead].main_contact_id, lead, leads[lead].pipeline_id, note_id=note_id)
+            for p, (lead, note_id) in noted.items()
+            if p in amounts
+        }
+        for work in works:
+            target = targets.get(work.key)
+            if target is not None and work.error is None:
+                work.contact_id = work.contact_id or target.contact_id
+                work.lead_id, work.pipeline_id, work.note_id = target.lead_id, target.pipeline_id, target.note_id
+        self.counts["payments_found_applied"] += len(targets)
+        self.ledger.record(list(targets.values()), baselines)
 
     def _create_body(self, work: _Work, contact_id: int | None) -> dict[str, Any]:
         new = work.payload["new_lead"]
@@ -468,7 +527,9 @@ class PaymentsDestination:
         outcomes = []
         for work in works:
             ids = {k: str(v) for k, v in (("contact", work.contact_id), ("lead", work.lead_id)) if v}
-            if work.error is None and work.key in notes:
+            if work.error is None and work.note_id is not None:  # applied before: its note is in amoCRM
+                outcomes.append(Outcome(work.key, "succeeded", "settle", _ids(work)))
+            elif work.error is None and work.key in notes:
                 outcomes.append(
                     Outcome(work.key, "succeeded", work.change.operation, {**ids, NOTE: str(notes[work.key])})
                 )

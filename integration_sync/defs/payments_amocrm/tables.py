@@ -19,15 +19,17 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from integration_sync.defs.payments_amocrm.mapping import PaymentFacts
 from integration_sync.sync.bulk import insert_rows
 from integration_sync.sync.warehouse import Migration, Warehouse
-from integration_sync.webhooks.inbox import Event, Inbox
+from integration_sync.webhooks.inbox import Event, Inbox, payment_of_key
+from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
 
 FLOW = "payments_amocrm"
@@ -91,6 +93,8 @@ PAYMENTS_MIGRATIONS: tuple[Migration, ...] = (
         LEFT JOIN payment_targets t ON t.payment_id = e.payment_id;
         """,
     ),
+    # the note of a payment found in amoCRM by a warehouse that did not apply it (one lost or new)
+    Migration("payments_0002_target_note", "ALTER TABLE payment_targets ADD COLUMN note_id BIGINT;"),
 )
 
 _EVENT_COLUMNS = {
@@ -117,9 +121,11 @@ _TARGET_COLUMNS = {
     "pipeline_id": "BIGINT",
     "lead_created": "BOOLEAN",
     "contact_created": "BOOLEAN",
+    "note_id": "BIGINT",
     "resolved_at": "TIMESTAMPTZ",
 }
 STATUSES = ("pending", "processing", "success", "failed", "skipped")
+_CENT = Decimal("0.01")
 
 
 @dataclass
@@ -137,8 +143,9 @@ def ingest_events(
 ) -> IngestReport:
     """Copy inbox events into `payment_events` (new payments only; redelivery counts refreshed).
 
-    `partition_of` maps an event id to its partition day. An event whose payload no longer parses
-    (the model changed since it was received) is recorded in `ingest_rejects` with the reason.
+    `partition_of` maps an event id to its partition day. An event that cannot be stored (it does
+    not parse, breaks a bound of `webhooks.limits`, or was received before those bounds) is
+    quarantined in `ingest_rejects` with the reason, once; it never fails the day's load.
     """
     report = IngestReport(fetched=len(events))
     now = datetime.now(UTC)
@@ -146,9 +153,9 @@ def ingest_events(
     rejects: list[dict[str, Any]] = []
     for event in events:
         try:
-            order = PaymentWebhook.model_validate_json(event.payload).course_order
-        except ValidationError as exc:
-            reason = f"payload does not parse: {exc.errors(include_url=False)[0]['msg']}"
+            rows.append(_event_row(event, partition_of[event.id], now, run_id))
+        except Exception as exc:  # one bad event is quarantined, never the whole day
+            reason = _unreadable_reason(exc)
             report.unreadable += 1
             if len(report.unreadable_samples) < 20:
                 report.unreadable_samples.append((event.event_key, reason))
@@ -159,31 +166,11 @@ def ingest_events(
                     "partition_key": partition_of[event.id].isoformat(),
                     "record_key": event.event_key,
                     "reason": reason,
-                    "raw": _json_or_text(event.payload),
+                    "raw": _storable_raw(event.payload),
                     "run_id": run_id,
                     "rejected_at": now,
                 }
             )
-            continue
-        rows.append(
-            {
-                "payment_id": order.payment_id,
-                "event_id": event.id,
-                "partition_date": partition_of[event.id],
-                "received_at": datetime.fromisoformat(event.received_at),
-                "paid_at": order.created_at,
-                "inbox_status": event.status,
-                "skip_reason": event.reason,
-                "order_status": order.status,
-                "amount": str(order.total_cost),
-                "currency": order.currency,
-                "invoice_id": order.invoice_id,
-                "redeliveries": event.redeliveries,
-                "payload": json.loads(event.payload),
-                "ingested_at": now,
-                "run_id": run_id,
-            }
-        )
     # one row per payment: its accepted webhook, else the first skipped one (a PENDING, then CONFIRMED)
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -215,6 +202,15 @@ def ingest_events(
                     [row["redeliveries"], payment_id, row["event_id"]],
                 )
         report.redelivered = sum(int(r["redeliveries"] or 0) for r in rows)
+        if rejects:  # quarantined once: a reload of the day does not add the same event again
+            quarantined = {
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT record_key FROM ingest_rejects WHERE flow = ? AND list_contains(?, record_key)",
+                    [FLOW, [r["record_key"] for r in rejects]],
+                ).fetchall()
+            }
+            rejects = [r for r in rejects if r["record_key"] not in quarantined]
         if rejects:
             insert_rows(
                 conn,
@@ -279,7 +275,8 @@ def outstanding(warehouse: Warehouse) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Target:
-    """The contact and lead a payment goes to (`lead_created`: the lead was made for it)."""
+    """The contact and lead a payment goes to (`lead_created`: the lead was made for it; `note_id`:
+    its note, found in amoCRM, so it is applied whatever this warehouse's sync state says)."""
 
     payment_id: str
     contact_id: int | None
@@ -287,6 +284,7 @@ class Target:
     pipeline_id: int | None = None
     lead_created: bool = False
     contact_created: bool = False
+    note_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -307,7 +305,7 @@ class PaymentLedger:
     def targets(self, payment_ids: Iterable[str]) -> dict[str, Target]:
         with self.warehouse.connect() as conn:
             rows = conn.execute(
-                "SELECT payment_id, contact_id, lead_id, pipeline_id, lead_created, contact_created"
+                "SELECT payment_id, contact_id, lead_id, pipeline_id, lead_created, contact_created, note_id"
                 " FROM payment_targets WHERE list_contains(?, payment_id)",
                 [list(payment_ids)],
             ).fetchall()
@@ -319,6 +317,7 @@ class PaymentLedger:
                 _int(row[3]),
                 bool(row[4]),
                 bool(row[5]),
+                _int(row[6]),
             )
             for row in rows
         }
@@ -352,8 +351,18 @@ class PaymentLedger:
                 on_conflict="ON CONFLICT (payment_id) DO UPDATE SET contact_id = excluded.contact_id,"
                 " lead_id = excluded.lead_id, pipeline_id = excluded.pipeline_id,"
                 " lead_created = excluded.lead_created, contact_created = excluded.contact_created,"
-                " resolved_at = excluded.resolved_at",
+                " note_id = COALESCE(excluded.note_id, payment_targets.note_id), resolved_at = excluded.resolved_at",
             )
+
+    def amounts(self, payment_ids: Iterable[str]) -> dict[str, Decimal]:
+        """The amounts of these payments that are accepted in `payment_events`."""
+        with self.warehouse.connect() as conn:
+            rows = conn.execute(
+                "SELECT payment_id, amount FROM payment_events"
+                " WHERE inbox_status = 'accepted' AND list_contains(?, payment_id)",
+                [list(payment_ids)],
+            ).fetchall()
+        return {str(row[0]): Decimal(row[1]) for row in rows}
 
     def known_baselines(self, lead_ids: Iterable[int]) -> set[int]:
         with self.warehouse.connect() as conn:
@@ -363,14 +372,15 @@ class PaymentLedger:
         return {int(row[0]) for row in rows}
 
     def leads(self, lead_ids: Iterable[int]) -> dict[int, LeadLedger]:
-        """Baseline + every payment applied (synced) to each lead, and the latest of them."""
+        """Baseline + every payment applied to each lead (synced, or its note found in amoCRM), and
+        the latest of them."""
         with self.warehouse.connect() as conn:
             rows = conn.execute(
                 "WITH applied AS ("
                 "  SELECT t.lead_id, e.payment_id, e.invoice_id, e.amount, e.paid_at FROM payment_targets t"
                 "  JOIN payment_events e ON e.payment_id = t.payment_id"
-                "  JOIN sync_state s ON s.flow = $flow AND s.entity = $entity AND s.source_key = t.payment_id"
-                "  WHERE s.status = 'synced' AND list_contains($leads, t.lead_id)),"
+                "  LEFT JOIN sync_state s ON s.flow = $flow AND s.entity = $entity AND s.source_key = t.payment_id"
+                "  WHERE (s.status = 'synced' OR t.note_id IS NOT NULL) AND list_contains($leads, t.lead_id)),"
                 " sums AS (SELECT lead_id, sum(amount) AS total, count(*) AS n,"
                 "  arg_max(payment_id, (paid_at, payment_id)) AS last_id,"
                 "  arg_max(invoice_id, (paid_at, payment_id)) AS last_invoice,"
@@ -396,11 +406,48 @@ class PaymentLedger:
         return result
 
 
-def _json_or_text(text: str) -> Any:
+def _event_row(event: Event, partition: date, now: datetime, run_id: str) -> dict[str, Any]:
+    """The `payment_events` row of an inbox event; raises if the event cannot be stored."""
+    payload = load_json(event.payload)
+    order = PaymentWebhook.model_validate(payload).course_order
+    row = {
+        "payment_id": order.payment_id,
+        "event_id": event.id,
+        "partition_date": partition,
+        "received_at": datetime.fromisoformat(event.received_at),
+        "paid_at": order.created_at,
+        "inbox_status": event.status,
+        "skip_reason": event.reason,
+        "order_status": order.status,
+        # plain digits at the column's scale: DuckDB cannot cast "1E-30" or "0E+1000000"
+        "amount": format(order.total_cost.quantize(_CENT, ROUND_HALF_UP), "f"),
+        "currency": order.currency,
+        "invoice_id": order.invoice_id,
+        "redeliveries": event.redeliveries,
+        "payload": payload,
+        "ingested_at": now,
+        "run_id": run_id,
+    }
+    orjson.dumps(row, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME)  # what the bulk insert will write
+    return row
+
+
+def _unreadable_reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"payload does not parse: {error['msg']}" + (f" at {where}" if where else "")
+    if isinstance(exc, PayloadRefused):
+        return f"payload refused: {exc.reason}" + (f" at {'.'.join(exc.loc)}" if exc.loc else "")
+    return f"payload cannot be stored: {type(exc).__name__}"
+
+
+def _storable_raw(text: str) -> Any:
+    """The payload as JSON when it is storable, else its text (lone surrogates escaped)."""
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return load_json(text)
+    except PayloadRefused:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _int(value: Any) -> int | None:
@@ -422,7 +469,7 @@ def inbox_keys_missing_from_log(warehouse: Warehouse, inbox: Inbox) -> list[str]
 
 def payment_of(event_key: str) -> str:
     """The payment id of an inbox key: ``payment:{id}`` or ``payment:{id}:skipped:{STATUS}``."""
-    return event_key.removeprefix("payment:").split(":skipped:")[0]
+    return payment_of_key(event_key)
 
 
 def payments_applied_twice(warehouse: Warehouse) -> tuple[list[str], list[int]]:

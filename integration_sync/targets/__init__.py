@@ -1,0 +1,1 @@
+"""Target-side pieces shared by flows (e.g. amoCRM lead indexes by external key); no Dagster here."""
