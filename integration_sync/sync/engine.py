@@ -1,4 +1,4 @@
-"""The reverse-ETL engine every push shares: diff, identity, in-flight settlement, sync log, dry run.
+"""The reverse-ETL engine every push shares: diff, identity, in-flight settlement, sync log, dry run, modes.
 
 A flow hands the engine its desired state (one `Desired` per target record, keyed by a stable source
 key) and a `Destination` that knows one target API. The engine:
@@ -13,159 +13,66 @@ key) and a `Destination` that knows one target API. The engine:
 - splits a chunk the target refuses as a whole, to isolate the bad records;
 - writes a per-record `sync_log` and returns counts for Dagster metadata;
 - holds the flow's push lock (`push_lock.py`) for the whole run, so two pushes of one flow to one
-  target never overlap, however they were launched.
+  target never overlap, however they were launched;
+- runs in a mode: `upsert` (default), `create_only` (never update a synced record) or `update_only`
+  (never create); records the mode leaves out are logged as `skip`;
+- on a dry run, reports the planned changes field by field (`SyncReport.plan`, first 50);
+- for two-way flows, remembers what it last wrote (`last_written`, for `two_way.strip_echoes`), when
+  a field's value was first seen (`observe`), and logs settled conflicts (`record_conflicts`).
 
-It never holds a DuckDB connection across a network call.
+It never holds a DuckDB connection across a network call. The data types live in `changes.py`, the
+planning in `plan.py`, the warehouse I/O in `ledger.py` and the two-way rules in `two_way.py`; the
+names flows import stay importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError, AuthError, ConfigError
-from integration_sync.sync.bulk import insert_rows
+from integration_sync.sync.changes import (
+    MODES,
+    Change,
+    Desired,
+    Destination,
+    FieldDiff,
+    Mode,
+    Operation,
+    Outcome,
+    OutcomeStatus,
+    PlannedChange,
+    SyncReport,
+    content_hash,
+)
+from integration_sync.sync.ledger import Ledger
+from integration_sync.sync.plan import SAMPLE_LIMIT, Plan, make_plan, planned
 from integration_sync.sync.push_lock import push_lock
+from integration_sync.sync.two_way import Resolution
 from integration_sync.sync.warehouse import Warehouse
+
+__all__ = [
+    "MODES",
+    "Change",
+    "Desired",
+    "Destination",
+    "FieldDiff",
+    "Mode",
+    "Operation",
+    "Outcome",
+    "OutcomeStatus",
+    "PlannedChange",
+    "SyncEngine",
+    "SyncReport",
+    "content_hash",
+]
 
 log = logging.getLogger(__name__)
 
-Operation = Literal["create", "update"]
-OutcomeStatus = Literal["succeeded", "rejected"]
-
-
-def content_hash(payload: Mapping[str, Any]) -> str:
-    """A stable hash of a payload: key order and whitespace do not matter."""
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Desired:
-    """One target record as the warehouse says it should be; `invalid_reason` means do not send."""
-
-    key: str
-    payload: Mapping[str, Any]
-    invalid_reason: str | None = None
-
-    @property
-    def hash(self) -> str:
-        return content_hash(self.payload)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One record the engine asks a destination to write."""
-
-    key: str
-    operation: Operation
-    payload: Mapping[str, Any]
-    previous: Mapping[str, Any] | None
-    target_ids: Mapping[str, str]
-    attempts: int
-    hash: str
-    in_flight: bool = False
-    attempt_hash: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one change: `target_ids` may be partial when a rejected write got halfway."""
-
-    key: str
-    status: OutcomeStatus
-    operation: str
-    target_ids: Mapping[str, str] = field(default_factory=dict)
-    message: str = ""
-
-
-class Destination(Protocol):
-    """One target API as the engine sees it. Implementations live in the flows."""
-
-    name: str
-    primary_entity: str
-    batch_size: int
-
-    def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
-        """Find target records that already exist for these changes; key -> {entity: id}."""
-        ...
-
-    def push(self, changes: Sequence[Change]) -> list[Outcome]:
-        """Write the changes; one outcome per change. Raise AmbiguousWriteError if unsure."""
-        ...
-
-    def requests_used(self) -> int:
-        """API requests sent so far (for metadata)."""
-        ...
-
-
-@dataclass
-class SyncReport:
-    """Counts of one engine run, reported as Dagster metadata."""
-
-    fetched: int = 0
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    retried: int = 0
-    created: int = 0
-    updated: int = 0
-    settled: int = 0
-    rejected: int = 0
-    invalid: int = 0
-    parked: int = 0
-    waiting: int = 0
-    deferred: int = 0
-    planned: int = 0
-    api_requests: int = 0
-    dry_run: bool = False
-    rejected_samples: list[tuple[str, str]] = field(default_factory=list)
-    invalid_samples: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def pushed(self) -> int:
-        return self.created + self.updated
-
-    def as_counts(self) -> dict[str, int]:
-        return {
-            "fetched": self.fetched,
-            "new": self.new,
-            "changed": self.changed,
-            "unchanged": self.unchanged,
-            "retried": self.retried,
-            "created": self.created,
-            "updated": self.updated,
-            "pushed": self.pushed,
-            "settled": self.settled,
-            "rejected": self.rejected,
-            "invalid": self.invalid,
-            "parked": self.parked,
-            "waiting": self.waiting,
-            "deferred": self.deferred,
-            "planned": self.planned,
-            "api_requests": self.api_requests,
-        }
-
-
-@dataclass(frozen=True)
-class _State:
-    status: str
-    pushed_hash: str | None
-    pushed_payload: dict[str, Any] | None
-    attempt_hash: str | None
-    attempt_payload: dict[str, Any] | None
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime | None = None
-
-
-_SAMPLE_LIMIT = 20
 _MAX_AMBIGUOUS_RETRIES = 3
 
 
@@ -185,20 +92,25 @@ class SyncEngine:
         entity: str,
         run_id: str,
         dry_run: bool = False,
+        mode: str | None = None,
         max_attempts: int = 5,
         retry_backoff_s: float = 0.0,
         retry_backoff_max_s: float = 3600.0,
         lock_timeout_s: float | None = None,
     ) -> None:
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.warehouse = warehouse
         self.flow = flow
         self.entity = entity
         self.run_id = run_id
         self.dry_run = dry_run
+        self.mode: Mode = MODES[MODES.index(mode)] if mode is not None else "upsert"
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
         self.lock_timeout_s = lock_timeout_s
+        self.ledger = Ledger(warehouse, flow, entity, run_id)
 
     def next_attempt_at(self, attempts: int, now: datetime) -> datetime | None:
         """When a record rejected `attempts` times may be tried again (None: on the next run)."""
@@ -213,92 +125,44 @@ class SyncEngine:
         self, desired: Iterable[Desired], report: SyncReport, limit: int | None = None
     ) -> tuple[list[Change], list[Desired]]:
         """Diff desired records against sync state. Returns the changes and the invalid records."""
-        states, ids = self._load()
-        now = _now()
-        settle: list[Change] = []
-        retries: list[Change] = []
-        fresh: list[Change] = []
-        invalid: list[Desired] = []
-        for record in desired:
-            report.fetched += 1
-            if record.invalid_reason is not None:
-                report.invalid += 1
-                state = states.get(record.key)
-                already = (
-                    state is not None and state.status == "invalid" and (state.last_error == record.invalid_reason)
-                )
-                if not already:
-                    invalid.append(record)
-                if len(report.invalid_samples) < _SAMPLE_LIMIT:
-                    report.invalid_samples.append((record.key, record.invalid_reason))
-                continue
-            digest = record.hash
-            state = states.get(record.key)
-            target_ids = ids.get(record.key, {})
-            if state is None or state.status == "invalid":
-                report.new += 1
-                fresh.append(self._change(record, digest, "create", None, target_ids, 0))
-            elif state.status == "in_flight":
-                # Left by a crashed run: the target may or may not have it. `previous` stays what was
-                # confirmed, so the destination re-checks before appending anything.
-                settle.append(
-                    self._change(
-                        record,
-                        digest,
-                        "update" if state.pushed_hash else "create",
-                        state.pushed_payload,
-                        target_ids,
-                        state.attempts,
-                        in_flight=True,
-                        attempt_hash=state.attempt_hash,
-                    )
-                )
-            elif state.status == "rejected":
-                if state.attempts >= self.max_attempts and state.attempt_hash == digest:
-                    report.parked += 1
-                    continue
-                if state.next_attempt_at is not None and state.next_attempt_at > now and state.attempt_hash == digest:
-                    report.waiting += 1
-                    continue
-                report.retried += 1
-                operation: Operation = "update" if state.pushed_hash else "create"
-                retries.append(
-                    self._change(record, digest, operation, state.pushed_payload, target_ids, state.attempts)
-                )
-            elif state.pushed_hash == digest:
-                report.unchanged += 1
-            else:
-                report.changed += 1
-                fresh.append(self._change(record, digest, "update", state.pushed_payload, target_ids, state.attempts))
-        work = retries + fresh
-        if limit is not None and len(work) > limit:
-            report.deferred = len(work) - limit
-            work = work[:limit]
-        return settle + work, invalid
+        result = self._plan(list(desired), report, limit)
+        return result.changes, result.invalid
 
-    def _change(
-        self,
-        record: Desired,
-        digest: str,
-        operation: Operation,
-        previous: Mapping[str, Any] | None,
-        target_ids: Mapping[str, str],
-        attempts: int,
-        *,
-        in_flight: bool = False,
-        attempt_hash: str | None = None,
-    ) -> Change:
-        return Change(
-            key=record.key,
-            operation=operation,
-            payload=record.payload,
-            previous=previous,
-            target_ids=dict(target_ids),
-            attempts=attempts,
-            hash=digest,
-            in_flight=in_flight,
-            attempt_hash=attempt_hash,
+    def _plan(self, desired: Sequence[Desired], report: SyncReport, limit: int | None) -> Plan:
+        states, ids = self.ledger.load([d.key for d in desired])
+        return make_plan(
+            desired, states, ids, report, max_attempts=self.max_attempts, now=_now(), mode=self.mode, limit=limit
         )
+
+    # ---- two-way --------------------------------------------------------------------------
+
+    def last_written(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What this push last wrote to its target, per record and dotted field path: read back from
+        that target, an equal value is our own echo (`two_way.strip_echoes`)."""
+        return self.ledger.last_written(keys)
+
+    def observe(self, observed: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, datetime]]:
+        """When each record's field value was first seen (for sources without change times)."""
+        return self.ledger.observe(observed)
+
+    def record_conflicts(self, conflicts: Mapping[str, Sequence[Resolution]]) -> int:
+        """Write every conflict among `conflicts` (record key → its fields' resolutions) to sync_log:
+        operation `conflict`, status `resolved`, both values and the winner. Returns how many."""
+        rows = [
+            (
+                key,
+                "conflict",
+                "resolved",
+                f"{r.field}: {r.winner} wins ({r.reason})",
+                {"field": r.field, "ours": r.ours, "theirs": r.theirs, "winner": r.winner, "value": r.value},
+            )
+            for key, resolutions in conflicts.items()
+            for r in resolutions
+            if r.conflict
+        ]
+        if rows and not self.dry_run:
+            self.ledger.log(rows)
+        return len(rows)
 
     # ---- running --------------------------------------------------------------------------
 
@@ -317,15 +181,22 @@ class SyncEngine:
         """Plan, then push the changes chunk by chunk, holding the flow's push lock throughout.
         Raises on errors that are not a record's fault."""
         with self.exclusive(destination.name):
-            return self._run(desired, destination, limit)
+            return self._run(list(desired), destination, limit)
 
-    def _run(self, desired: Iterable[Desired], destination: Destination, limit: int | None) -> SyncReport:
-        report = SyncReport(dry_run=self.dry_run)
+    def _run(self, desired: Sequence[Desired], destination: Destination, limit: int | None) -> SyncReport:
+        report = SyncReport(dry_run=self.dry_run, mode=self.mode)
         start_requests = destination.requests_used()
-        changes, invalid = self.plan(desired, report, limit)
-        self._record_invalid(invalid)
+        plan = self._plan(desired, report, limit)
+        changes = plan.changes
+        self.ledger.record_invalid(plan.invalid)
+        if plan.skipped:
+            prefix = "dry run: " if self.dry_run else ""
+            self.ledger.log((c.key, "skip", "skipped", prefix + reason, c.payload) for c, reason in plan.skipped)
         if self.dry_run:
-            self._record_plan(changes, report)
+            report.planned = len(changes)
+            report.plan = planned(changes)
+            note = {True: "dry run: settle in-flight record", False: "dry run"}
+            self.ledger.log((c.key, c.operation, "planned", note[c.in_flight], c.payload) for c in changes)
             return report
         try:
             changes = self._match_existing(changes, destination, report)
@@ -339,7 +210,8 @@ class SyncEngine:
         """Look up records about to be created in the target, so none is created twice.
 
         A create that the target already has (a crashed run's, or one whose answer was lost) is
-        settled without a call when it carried this very payload, else turned into a full update.
+        settled without a call when it carried this very payload, else turned into a full update
+        (in `create_only` mode: linked to it, not written).
         """
         to_resolve = [c for c in changes if c.operation == "create"]
         if not to_resolve:
@@ -357,6 +229,9 @@ class SyncEngine:
                 result.append(replace(change, target_ids=merged))
             elif change.in_flight and change.attempt_hash == change.hash:
                 settled.append((change, Outcome(change.key, "succeeded", "settle", merged)))
+            elif self.mode == "create_only":
+                message = "exists in target; create_only never updates"
+                settled.append((change, Outcome(change.key, "succeeded", "link", merged, message)))
             else:
                 result.append(replace(change, operation="update", target_ids=merged, previous=None))
         if settled:
@@ -368,7 +243,7 @@ class SyncEngine:
     ) -> None:
         if not chunk:
             return
-        self._mark_in_flight(chunk)
+        self.ledger.mark_in_flight(chunk)
         try:
             outcomes = destination.push(chunk)
         except AmbiguousWriteError as exc:
@@ -382,12 +257,12 @@ class SyncEngine:
         except ApiError as exc:
             # The service answered with an error, so nothing was applied.
             if isinstance(exc, AuthError) or not _refused_as_a_whole(exc):
-                self._restore(chunk)
+                self.ledger.restore(chunk)
                 raise
             self._split(chunk, destination, report, str(exc))
             return
         except ConfigError:
-            self._restore(chunk)
+            self.ledger.restore(chunk)
             raise
         # Anything else (a crash, an interrupt) leaves the chunk in flight: the next run looks it up.
         by_key = {o.key: o for o in outcomes}
@@ -406,283 +281,21 @@ class SyncEngine:
         self._push_chunk(chunk[:middle], destination, report)
         self._push_chunk(chunk[middle:], destination, report)
 
-    # ---- warehouse I/O (short transactions only) ------------------------------------------
-
-    def _load(self) -> tuple[dict[str, _State], dict[str, dict[str, str]]]:
-        with self.warehouse.connect() as conn:
-            rows = conn.execute(
-                "SELECT source_key, status, pushed_hash, pushed_payload, attempt_hash, attempt_payload,"
-                " attempts, last_error, next_attempt_at FROM sync_state WHERE flow = ? AND entity = ?",
-                [self.flow, self.entity],
-            ).fetchall()
-            id_rows = conn.execute(
-                "SELECT source_key, entity, target_id FROM id_map WHERE flow = ?", [self.flow]
-            ).fetchall()
-        states = {
-            row[0]: _State(
-                status=row[1],
-                pushed_hash=row[2],
-                pushed_payload=_json(row[3]),
-                attempt_hash=row[4],
-                attempt_payload=_json(row[5]),
-                attempts=int(row[6]),
-                last_error=row[7],
-                next_attempt_at=row[8],
-            )
-            for row in rows
-        }
-        ids: dict[str, dict[str, str]] = {}
-        for key, entity, target_id in id_rows:
-            ids.setdefault(key, {})[entity] = target_id
-        return states, ids
-
-    def _mark_in_flight(self, chunk: Sequence[Change]) -> None:
-        now = _now()
-        with self.warehouse.transaction() as conn:
-            insert_rows(
-                conn,
-                "sync_state",
-                _STATE_COLUMNS,
-                (
-                    {
-                        "flow": self.flow,
-                        "entity": self.entity,
-                        "source_key": c.key,
-                        "status": "in_flight",
-                        "attempt_hash": c.hash,
-                        "attempt_payload": c.payload,
-                        "attempt_operation": c.operation,
-                        "attempts": c.attempts,
-                        "last_run_id": self.run_id,
-                        "updated_at": now,
-                    }
-                    for c in chunk
-                ),
-                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = 'in_flight',"
-                " attempt_hash = excluded.attempt_hash, attempt_payload = excluded.attempt_payload,"
-                " attempt_operation = excluded.attempt_operation, last_run_id = excluded.last_run_id,"
-                " updated_at = excluded.updated_at",
-            )
-
-    def _restore(self, chunk: Sequence[Change]) -> None:
-        """Undo in-flight marks for a chunk the target never applied (auth, outage, throttling)."""
-        keys = [c.key for c in chunk if not c.in_flight]
-        if not keys:
-            return
-        with self.warehouse.transaction() as conn:
-            conn.execute(
-                "DELETE FROM sync_state WHERE flow = ? AND entity = ? AND status = 'in_flight'"
-                " AND pushed_hash IS NULL AND attempts = 0 AND list_contains(?, source_key)",
-                [self.flow, self.entity, keys],
-            )
-            conn.execute(
-                "UPDATE sync_state SET status = CASE WHEN attempts > 0 THEN 'rejected' ELSE 'synced' END"
-                " WHERE flow = ? AND entity = ? AND status = 'in_flight' AND list_contains(?, source_key)",
-                [self.flow, self.entity, keys],
-            )
-
     def _settle(self, pairs: Sequence[tuple[Change, Outcome]], report: SyncReport) -> None:
-        now = _now()
-        state_rows: list[dict[str, Any]] = []
-        id_rows: list[dict[str, Any]] = []
-        log_rows: list[dict[str, Any]] = []
-        base = {"flow": self.flow, "entity": self.entity, "last_run_id": self.run_id, "updated_at": now}
-        for change, outcome in pairs:
-            for entity, target_id in outcome.target_ids.items():
-                if target_id:
-                    id_rows.append(
-                        {
-                            "flow": self.flow,
-                            "entity": entity,
-                            "source_key": change.key,
-                            "target_id": str(target_id),
-                            "updated_at": now,
-                        }
-                    )
-            if outcome.status == "succeeded":
-                if outcome.operation == "create":
-                    report.created += 1
-                elif outcome.operation == "update":
-                    report.updated += 1
-                else:
-                    report.settled += 1
-                state_rows.append(
-                    {
-                        **base,
-                        "source_key": change.key,
-                        "status": "synced",
-                        "pushed_hash": change.hash,
-                        "pushed_payload": change.payload,
-                        "attempts": 0,
-                        "first_synced_at": now,
-                    }
-                )
-            else:
+        for _change, outcome in pairs:
+            if outcome.status != "succeeded":
                 report.rejected += 1
-                if len(report.rejected_samples) < _SAMPLE_LIMIT:
-                    report.rejected_samples.append((change.key, outcome.message))
-                state_rows.append(
-                    {
-                        **base,
-                        "source_key": change.key,
-                        "status": "rejected",
-                        "attempts": change.attempts + 1,
-                        "last_error": outcome.message,
-                        "next_attempt_at": self.next_attempt_at(change.attempts + 1, now),
-                    }
-                )
-            log_rows.append(
-                {
-                    "run_id": self.run_id,
-                    "flow": self.flow,
-                    "entity": self.entity,
-                    "source_key": change.key,
-                    "operation": outcome.operation,
-                    "status": outcome.status,
-                    "message": outcome.message or None,
-                    "payload": change.payload,
-                    "created_at": now,
-                }
-            )
-        with self.warehouse.transaction() as conn:
-            insert_rows(
-                conn,
-                "sync_state",
-                _STATE_COLUMNS,
-                state_rows,
-                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = excluded.status,"
-                " pushed_hash = COALESCE(excluded.pushed_hash, sync_state.pushed_hash),"
-                " pushed_payload = COALESCE(excluded.pushed_payload, sync_state.pushed_payload),"
-                " attempts = excluded.attempts, last_error = excluded.last_error,"
-                " next_attempt_at = excluded.next_attempt_at, last_run_id = excluded.last_run_id,"
-                " first_synced_at = COALESCE(sync_state.first_synced_at, excluded.first_synced_at),"
-                " updated_at = excluded.updated_at",
-            )
-            insert_rows(
-                conn,
-                "id_map",
-                _ID_COLUMNS,
-                id_rows,
-                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET target_id = excluded.target_id,"
-                " updated_at = excluded.updated_at",
-            )
-            insert_rows(conn, "sync_log", _LOG_COLUMNS, log_rows)
-
-    def _record_invalid(self, invalid: Sequence[Desired]) -> None:
-        if not invalid:
-            return
-        now = _now()
-        with self.warehouse.transaction() as conn:
-            insert_rows(
-                conn,
-                "sync_state",
-                _STATE_COLUMNS,
-                (
-                    {
-                        "flow": self.flow,
-                        "entity": self.entity,
-                        "source_key": d.key,
-                        "status": "invalid",
-                        "attempts": 0,
-                        "last_error": d.invalid_reason,
-                        "last_run_id": self.run_id,
-                        "updated_at": now,
-                    }
-                    for d in invalid
-                ),
-                on_conflict="ON CONFLICT (flow, entity, source_key) DO UPDATE SET status = 'invalid',"
-                " last_error = excluded.last_error, last_run_id = excluded.last_run_id,"
-                " updated_at = excluded.updated_at",
-            )
-            insert_rows(
-                conn,
-                "sync_log",
-                _LOG_COLUMNS,
-                (
-                    {
-                        "run_id": self.run_id,
-                        "flow": self.flow,
-                        "entity": self.entity,
-                        "source_key": d.key,
-                        "operation": "validate",
-                        "status": "invalid",
-                        "message": d.invalid_reason,
-                        "payload": d.payload,
-                        "created_at": now,
-                    }
-                    for d in invalid
-                ),
-            )
-
-    def _record_plan(self, changes: Sequence[Change], report: SyncReport) -> None:
-        report.planned = len(changes)
-        now = _now()
-        with self.warehouse.transaction() as conn:
-            insert_rows(
-                conn,
-                "sync_log",
-                _LOG_COLUMNS,
-                (
-                    {
-                        "run_id": self.run_id,
-                        "flow": self.flow,
-                        "entity": self.entity,
-                        "source_key": c.key,
-                        "operation": c.operation,
-                        "status": "planned",
-                        "message": "dry run" + (": settle in-flight record" if c.in_flight else ""),
-                        "payload": c.payload,
-                        "created_at": now,
-                    }
-                    for c in changes
-                ),
-            )
-
-
-_STATE_COLUMNS = {
-    "flow": "VARCHAR",
-    "entity": "VARCHAR",
-    "source_key": "VARCHAR",
-    "status": "VARCHAR",
-    "pushed_hash": "VARCHAR",
-    "pushed_payload": "JSON",
-    "attempt_hash": "VARCHAR",
-    "attempt_payload": "JSON",
-    "attempt_operation": "VARCHAR",
-    "attempts": "INTEGER",
-    "last_error": "VARCHAR",
-    "last_run_id": "VARCHAR",
-    "first_synced_at": "TIMESTAMPTZ",
-    "next_attempt_at": "TIMESTAMPTZ",
-    "updated_at": "TIMESTAMPTZ",
-}
-_ID_COLUMNS = {
-    "flow": "VARCHAR",
-    "entity": "VARCHAR",
-    "source_key": "VARCHAR",
-    "target_id": "VARCHAR",
-    "updated_at": "TIMESTAMPTZ",
-}
-_LOG_COLUMNS = {
-    "run_id": "VARCHAR",
-    "flow": "VARCHAR",
-    "entity": "VARCHAR",
-    "source_key": "VARCHAR",
-    "operation": "VARCHAR",
-    "status": "VARCHAR",
-    "message": "VARCHAR",
-    "payload": "JSON",
-    "created_at": "TIMESTAMPTZ",
-}
-
-
-def _json(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return value
-    loaded = json.loads(value)
-    return loaded if isinstance(loaded, dict) else None
+                if len(report.rejected_samples) < SAMPLE_LIMIT:
+                    report.rejected_samples.append((outcome.key, outcome.message))
+            elif outcome.operation == "create":
+                report.created += 1
+            elif outcome.operation == "update":
+                report.updated += 1
+            elif outcome.operation == "link":
+                report.skipped += 1
+            else:
+                report.settled += 1
+        self.ledger.settle(pairs, self.next_attempt_at)
 
 
 def _now() -> datetime:

@@ -1,11 +1,19 @@
-"""Normalized identities every flow matches records on: phones in E.164, emails lower-cased."""
+"""Normalized identities every flow matches records on (phones in E.164, emails lower-cased), and the
+business time zones flows count days in."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import phonenumbers
+
+# Kazakhstan is UTC+5 nationwide since 2024-03-01, but a system tzdata older than 2024a still says +6
+# for Asia/Almaty and zoneinfo reads the system's first: a fixed zone is the one safe definition
+# (partitions, schedules and mapping rules all use this).
+KAZAKHSTAN_ZONE = "Etc/GMT-5"
+KAZAKHSTAN = ZoneInfo(KAZAKHSTAN_ZONE)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUNK_8 = ("RU", "KZ")

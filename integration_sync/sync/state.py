@@ -88,6 +88,22 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration("0004_retry_backoff", "ALTER TABLE sync_state ADD COLUMN next_attempt_at TIMESTAMPTZ;"),
+    # When a field's current value was first seen on a source without change times (a sheet cell):
+    # it stands for the change time when two-way conflicts are settled by the newer change.
+    Migration(
+        "0005_field_observations",
+        """
+        CREATE TABLE field_observations (
+            flow VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            source_key VARCHAR NOT NULL,
+            field VARCHAR NOT NULL,
+            value_hash VARCHAR NOT NULL,
+            first_observed_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (flow, entity, source_key, field)
+        );
+        """,
+    ),
 )
 
 

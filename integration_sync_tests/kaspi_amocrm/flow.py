@@ -12,9 +12,9 @@ import httpx
 
 from integration_sync.defs.kaspi_amocrm.assets import amocrm_kaspi_leads, kaspi_orders
 from integration_sync.defs.kaspi_amocrm.checks import one_lead_per_order, orders_match_kaspi_total
-from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN
 from integration_sync.defs.kaspi_amocrm.resources import kaspi_leads_resource, kaspi_resource
 from integration_sync.defs.resources import amocrm_resource, warehouse_resource
+from integration_sync.sync.normalize import KAZAKHSTAN
 from integration_sync_tests.dagster_support import asset_metadata, materialize_range, push_config
 
 ASSETS = [kaspi_orders, amocrm_kaspi_leads]

@@ -11,8 +11,8 @@ import dagster as dg
 import httpx
 import pytest
 
-from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN
 from integration_sync.defs.kaspi_amocrm.schedules import kaspi_amocrm_job, kaspi_reconciliation
+from integration_sync.sync.normalize import KAZAKHSTAN
 from integration_sync_tests.dagster_support import asset_metadata, environment
 from integration_sync_tests.kaspi_amocrm.flow import (
     ASSETS,

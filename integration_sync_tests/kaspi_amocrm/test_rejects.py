@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN
 from integration_sync.defs.resources import WarehouseResource
+from integration_sync.sync.normalize import KAZAKHSTAN
 from integration_sync_tests.dagster_support import asset_metadata
 from integration_sync_tests.kaspi_amocrm.flow import ASSETS, flow_env, run_flow
 

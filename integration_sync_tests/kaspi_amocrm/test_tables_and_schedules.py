@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 
-from integration_sync.defs.kaspi_amocrm.schedules import KAZAKHSTAN, WINDOW_DAYS, _first_day, kaspi_new_orders
+from integration_sync.defs.kaspi_amocrm.assets import kazakhstan_days
+from integration_sync.defs.kaspi_amocrm.schedules import WINDOW_DAYS, _first_day, kaspi_new_orders, kaspi_reconciliation
 from integration_sync.defs.kaspi_amocrm.tables import (
     OrderRow,
     known_entries,
@@ -19,6 +19,7 @@ from integration_sync.defs.kaspi_amocrm.tables import (
     store_orders,
 )
 from integration_sync.defs.resources import WarehouseResource
+from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
 from integration_sync.sync.warehouse import Warehouse
 
 DAY = date(2026, 11, 20)
@@ -83,10 +84,13 @@ def test_old_unsynced_orders_stay_in_the_desired_state(store: Warehouse) -> None
     assert sorted(codes) == ["new", "old"]
 
 
-def test_kazakhstan_is_utc_plus_5_in_this_tzdata() -> None:
-    # All of Kazakhstan moved to UTC+5 on 2024-03-01; an older tzdata would split days wrongly.
-    offset = datetime(2026, 6, 1, 12, tzinfo=ZoneInfo("Asia/Almaty")).utcoffset()
-    assert offset == timedelta(hours=5), "update tzdata: Asia/Almaty must be UTC+5"
+def test_kazakhstan_is_utc_plus_5_whatever_the_system_tzdata() -> None:
+    # All of Kazakhstan moved to UTC+5 on 2024-03-01; a tzdata older than 2024a still says +6 for
+    # Asia/Almaty and would split days wrongly, so partitions, schedules and mapping use one fixed zone.
+    for moment in (datetime(2026, 1, 15, 12), datetime(2026, 6, 1, 12)):
+        assert moment.replace(tzinfo=KAZAKHSTAN).utcoffset() == timedelta(hours=5)
+    assert kazakhstan_days.timezone == KAZAKHSTAN_ZONE
+    assert kaspi_new_orders.execution_timezone == kaspi_reconciliation.execution_timezone == KAZAKHSTAN_ZONE
 
 
 def test_minute_window_is_yesterday_and_today_then_catches_up_after_an_outage() -> None:

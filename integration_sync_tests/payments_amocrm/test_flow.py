@@ -15,10 +15,11 @@ import dagster as dg
 import httpx
 import pytest
 
-from integration_sync.defs.payments_amocrm.destination import Identities, PaymentsDestination
+from integration_sync.defs.payments_amocrm.destination import PaymentsDestination
 from integration_sync.defs.payments_amocrm.tables import PaymentLedger
 from integration_sync.sandbox import amocrm_schema as ids
 from integration_sync.sync.engine import Change, Outcome
+from integration_sync.targets.amocrm_contacts import AmoContactIndex
 from integration_sync.webhooks.models import MOSCOW
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
@@ -364,7 +365,9 @@ def test_a_payment_whose_note_was_found_is_settled_without_a_request(env: dict[s
     with environment(env), dg.build_resources(resources()) as built:
         store = built.warehouse.warehouse()
         with built.amocrm.client() as client:
-            destination = PaymentsDestination(client, built.payments.settings(), PaymentLedger(store), Identities())
+            settings = built.payments.settings()
+            contacts = AmoContactIndex.load(store, client.root, settings.contact_rule)
+            destination = PaymentsDestination(client, settings, PaymentLedger(store), contacts)
             ids = {"contact": "1", "lead": "2", "note": "3"}
             change = Change("p-1", "update", {}, None, ids, attempts=0, hash="new", in_flight=True, attempt_hash="old")
             assert destination.push([change]) == [Outcome("p-1", "succeeded", "settle", ids)]

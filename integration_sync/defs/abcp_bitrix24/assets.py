@@ -111,7 +111,9 @@ def bitrix24_user_deals(
     store = warehouse.warehouse()
     settings = users_pipeline.settings()
     desired = [desired_user(user, settings) for user in latest_users(store)]
-    engine = SyncEngine(store, flow=FLOW, entity="user", run_id=context.run_id, dry_run=config.dry_run)
+    engine = SyncEngine(
+        store, flow=FLOW, entity="user", run_id=context.run_id, dry_run=config.dry_run, mode=config.mode
+    )
     with bitrix24.client() as client:
         report = engine.run(desired, UserDealsDestination(client, settings), limit=config.limit)
     if report.rejected:

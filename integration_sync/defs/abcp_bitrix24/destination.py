@@ -1,9 +1,8 @@
 """Bitrix24 as the sync engine's destination for ABCP users: one contact and one deal per user.
 
-Writes go through `batch` (≤ 50 commands, one request against the 2 req/s bucket): a new user is a
-`crm.contact.add` plus a `crm.deal.add` whose CONTACT_ID is `$result[<contact command>]`, so 25 new
-users cost one request. Batches run with halt=1: when a command fails, the commands before it stand,
-its record is rejected, and the records after it go into the next batch.
+Reads and writes go through the shared Bitrix24 CRM helper (`targets/bitrix24.py`): a new user is a
+contact add plus a deal add referencing it in the same batch (25 new users per request), a failed
+command rejects its user only, and phones/emails are only appended when the contact lacks them.
 
 Identity: before creating, a user's deal is looked up by the ABCP-user-id UF field and its contact
 by ORIGINATOR_ID/ORIGIN_ID, 50 ids per command (so a create whose answer was lost, or a whole lost
@@ -15,35 +14,15 @@ it never reads as "not found".
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from integration_sync.connectors.bitrix24 import Bitrix24Client
 from integration_sync.defs.abcp_bitrix24.mapping import ORIGINATOR_ID, DealSettings
 from integration_sync.sync.engine import Change, Outcome
-from integration_sync.sync.normalize import normalize_email, normalize_phone
+from integration_sync.targets.bitrix24 import Bitrix24Crm, ContactWrite, DealWrite, KeyLookup, comm_set, differing
 
-MAX_COMMANDS = 50
 _SCALAR_CONTACT_FIELDS = ("NAME", "SECOND_NAME", "LAST_NAME")
-
-
-@dataclass
-class _Packed:
-    """One record's commands inside one batch; `contact_ref` names the command creating its contact."""
-
-    change: Change
-    commands: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    contact_ref: str | None = None
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _multi(values: Sequence[str]) -> list[dict[str, str]]:
-    return [{"VALUE": value, "VALUE_TYPE": "WORK"} for value in values]
 
 
 class UserDealsDestination:
@@ -56,9 +35,8 @@ class UserDealsDestination:
     def __init__(self, client: Bitrix24Client, settings: DealSettings) -> None:
         self.client = client
         self.settings = settings
-        # phone/email -> contact id of contacts created or matched during this run
-        self._known_contacts: dict[str, str] = {}
-        # what resolve() saw in Bitrix24 (deal id -> owned fields, contact id -> phones/emails), so a
+        self.crm = Bitrix24Crm(client, region=settings.default_region)
+        # what resolve() saw in Bitrix24 (deal id -> its row, contact id -> phones/emails), so a
         # record matched there without a warehouse history is compared, not re-sent or re-read
         self._seen_deals: dict[str, dict[str, Any]] = {}
         self._seen_contacts: dict[str, set[str]] = {}
@@ -69,190 +47,106 @@ class UserDealsDestination:
     # ---- identity -------------------------------------------------------------------------
 
     def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
-        found: dict[str, dict[str, str]] = {}
         keys = [c.key for c in changes]
-        uf = self.settings.uf_user_id
-        commands: dict[str, tuple[str, Mapping[str, Any]]] = {}
-        for i, chunk in enumerate(_chunks(keys, 50)):
-            commands[f"deals{i}"] = (
-                "crm.deal.list",
-                {
-                    "filter": {f"@{uf}": list(chunk), "CATEGORY_ID": self.settings.category_id},
-                    "select": ["ID", "CONTACT_ID", *self._deal_fields()],
-                    "order": {"ID": "ASC"},
-                },
-            )
-            commands[f"contacts{i}"] = (
-                "crm.contact.list",
-                {
-                    "filter": {"ORIGINATOR_ID": ORIGINATOR_ID, "@ORIGIN_ID": list(chunk)},
-                    "select": ["ID", "ORIGIN_ID", "PHONE", "EMAIL"],
-                    "order": {"ID": "ASC"},
-                },
-            )
-        for name, rows in self._run_reads(commands).items():
-            for row in rows if isinstance(rows, list) else []:
-                if name.startswith("deals"):
-                    key = str(row.get(uf) or "")
-                    if key and key not in found:
-                        ids = {"deal": str(row["ID"])}
-                        self._seen_deals[ids["deal"]] = row
-                        if str(row.get("CONTACT_ID") or "0") not in ("", "0"):
-                            ids["contact"] = str(row["CONTACT_ID"])
-                        found[key] = ids
-                else:
-                    key = str(row.get("ORIGIN_ID") or "")
-                    self._seen_contacts[str(row["ID"])] = self._comm_set(row)
-                    if key:
-                        found.setdefault(key, {}).setdefault("contact", str(row["ID"]))
+        settings = self.settings
+        deal_fields = [settings.uf_user_id, "TITLE", settings.uf_inn, settings.uf_saldo, "ORIGINATOR_ID", "ORIGIN_ID"]
+        deals, contacts = self.crm.lookup(
+            [
+                KeyLookup(
+                    "crm.deal.list",
+                    settings.uf_user_id,
+                    keys,
+                    ["CONTACT_ID", *deal_fields],
+                    {"CATEGORY_ID": settings.category_id},
+                ),
+                KeyLookup("crm.contact.list", "ORIGIN_ID", keys, ["PHONE", "EMAIL"], {"ORIGINATOR_ID": ORIGINATOR_ID}),
+            ]
+        )
+        found: dict[str, dict[str, str]] = {}
+        for key, rows in deals.items():
+            row = rows[0]
+            ids = {"deal": str(row["ID"])}
+            self._seen_deals[ids["deal"]] = row
+            if str(row.get("CONTACT_ID") or "0") not in ("", "0"):
+                ids["contact"] = str(row["CONTACT_ID"])
+            found[key] = ids
+        for key, rows in contacts.items():
+            for row in rows:
+                self._seen_contacts[str(row["ID"])] = comm_set(row, settings.default_region)
+            found.setdefault(key, {}).setdefault("contact", str(rows[0]["ID"]))
         self._match_by_comm(changes, found)
         return found
-
-    def _deal_fields(self) -> list[str]:
-        settings = self.settings
-        return ["TITLE", settings.uf_user_id, settings.uf_inn, settings.uf_saldo, "ORIGINATOR_ID", "ORIGIN_ID"]
-
-    def _comm_set(self, row: Mapping[str, Any]) -> set[str]:
-        """A contact row's phones and emails, normalized as the payload's are."""
-        values: set[str] = set()
-        for item in row.get("PHONE") or []:
-            phone = normalize_phone(item.get("VALUE"), self.settings.default_region)
-            if phone:
-                values.add(phone)
-        for item in row.get("EMAIL") or []:
-            email = normalize_email(item.get("VALUE"))
-            if email:
-                values.add(email)
-        return values
 
     def _match_by_comm(self, changes: Sequence[Change], found: dict[str, dict[str, str]]) -> None:
         """Reuse an existing contact with the user's phone (first) or email."""
         need = [c for c in changes if "contact" not in found.get(c.key, {}) and "contact" not in c.target_ids]
-        phones = sorted({p for c in need for p in c.payload["contact"]["PHONE"]})
-        emails = sorted({e for c in need for e in c.payload["contact"]["EMAIL"]})
-        if not phones and not emails:
-            return
-        matches = self.client.find_contact_ids_by_comm(phones, emails)
+        phones = [p for c in need for p in c.payload["contact"]["PHONE"]]
+        emails = [e for c in need for e in c.payload["contact"]["EMAIL"]]
+        matches = self.crm.match_contacts(phones, emails)
         for change in need:
             contact = change.payload["contact"]
-            for value in [*contact["PHONE"], *contact["EMAIL"]]:
-                ids = matches.get(value)
-                if ids:
-                    found.setdefault(change.key, {})["contact"] = str(min(int(i) for i in ids))
-                    break
-
-    def _run_reads(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-        """Every read's full result. A command that failed inside its batch raises (retryable):
-        read as "not found", it would make the engine create the contact and deal a second time."""
-        return self.client.read_batch(commands)
+            match = next((matches[v] for v in [*contact["PHONE"], *contact["EMAIL"]] if v in matches), None)
+            if match is not None:
+                found.setdefault(change.key, {})["contact"] = match
 
     # ---- writes ---------------------------------------------------------------------------
 
     def push(self, changes: Sequence[Change]) -> list[Outcome]:
         current = self._current_multifields(changes)
+        by_key = {c.key: c for c in changes}
+        writes = [self._write(change, current) for change in changes]
         outcomes: list[Outcome] = []
-        queue = list(changes)
-        while queue:
-            batch: list[_Packed] = []
-            new_contacts: dict[str, str] = {}  # phone/email -> command key creating it in this batch
-            size = 0
-            while queue:
-                packed = self._pack(queue[0], current, new_contacts)
-                if batch and size + len(packed.commands) > MAX_COMMANDS:
-                    break
-                queue.pop(0)
-                if not packed.commands:
-                    outcomes.append(Outcome(packed.change.key, "succeeded", "update", dict(packed.change.target_ids)))
-                    continue
-                if packed.contact_ref == f"c{packed.change.key}":
-                    for value in _comm_values(packed.change):
-                        new_contacts.setdefault(value, packed.contact_ref)
-                batch.append(packed)
-                size += len(packed.commands)
-            if batch:
-                done, retry = self._execute(batch)
-                outcomes.extend(done)
-                queue[:0] = retry
-        return outcomes
+        for result in self.crm.write(writes):
+            change = by_key[result.key]
+            ids = dict(change.target_ids)
+            if result.contact_id is not None:
+                ids["contact"] = result.contact_id
+            if result.deal_id is not None:
+                ids["deal"] = result.deal_id
+            if not result.sent:
+                outcomes.append(Outcome(change.key, "succeeded", "update", ids))
+            elif result.ok:
+                outcomes.append(Outcome(change.key, "succeeded", change.operation, ids))
+            else:
+                outcomes.append(Outcome(change.key, "rejected", change.operation, ids, result.error or ""))
+        order = {c.key: i for i, c in enumerate(changes)}
+        return sorted(outcomes, key=lambda o: order[o.key])
 
-    def _pack(self, change: Change, current: Mapping[str, set[str]], new_contacts: Mapping[str, str]) -> _Packed:
-        """The commands for one record, given what is known now (ids, contacts made this run)."""
-        packed = _Packed(change)
+    def _write(self, change: Change, current: Mapping[str, set[str]]) -> DealWrite:
+        """A user's deal and contact as one write, given what is known of them in Bitrix24."""
         ids = change.target_ids
-        contact = change.payload["contact"]
-        key = change.key
+        payload = change.payload
+        contact = payload["contact"]
         if "deal" not in ids:
-            contact_id = ids.get("contact") or next(
-                (self._known_contacts[v] for v in _comm_values(change) if v in self._known_contacts), None
-            )
-            if contact_id is None:
-                packed.contact_ref = next((new_contacts[v] for v in _comm_values(change) if v in new_contacts), None)
-                if packed.contact_ref is None:
-                    packed.contact_ref = f"c{key}"
-                    fields = {k: contact[k] for k in (*_SCALAR_CONTACT_FIELDS, "ORIGINATOR_ID", "ORIGIN_ID")}
-                    fields["PHONE"] = _multi(contact["PHONE"])
-                    fields["EMAIL"] = _multi(contact["EMAIL"])
-                    packed.commands.append((f"c{key}", "crm.contact.add", {"fields": fields}))
-                contact_id = f"$result[{packed.contact_ref}]"
-            deal_fields = {**change.payload["deal"], **change.payload["deal_create"], "CONTACT_ID": contact_id}
-            packed.commands.append((f"d{key}", "crm.deal.add", {"fields": deal_fields}))
-            return packed
+            fields = {k: contact[k] for k in (*_SCALAR_CONTACT_FIELDS, "ORIGINATOR_ID", "ORIGIN_ID")}
+            new_contact = ContactWrite(fields, contact["PHONE"], contact["EMAIL"], ids.get("contact"))
+            if new_contact.id is not None:  # a deal for a known contact: the contact is not touched
+                new_contact = ContactWrite(id=new_contact.id)
+            return DealWrite(change.key, {**payload["deal"], **payload["deal_create"]}, contact=new_contact)
         previous = change.previous or {}
         old_deal = previous.get("deal") or {}
         seen = self._seen_deals.get(ids["deal"]) if not previous else None
         if seen is not None:  # matched in Bitrix24 with no history here: send only what differs there
-            deal_diff = {k: v for k, v in change.payload["deal"].items() if not _same_value(v, seen.get(k))}
+            deal_diff = differing(payload["deal"], seen)
         else:
-            deal_diff = {k: v for k, v in change.payload["deal"].items() if not previous or old_deal.get(k) != v}
-        if deal_diff:
-            packed.commands.append((f"u{key}", "crm.deal.update", {"id": ids["deal"], "fields": deal_diff}))
+            deal_diff = {k: v for k, v in payload["deal"].items() if not previous or old_deal.get(k) != v}
+        write = DealWrite(change.key, deal_diff, deal_id=ids["deal"])
         contact_id = ids.get("contact")
-        if contact_id:
-            fields = self._contact_update(change, current.get(contact_id))
-            if fields:
-                packed.commands.append((f"k{key}", "crm.contact.update", {"id": contact_id, "fields": fields}))
-        return packed
-
-    def _execute(self, batch: Sequence[_Packed]) -> tuple[list[Outcome], list[Change]]:
-        """Run one batch (halt=1); returns outcomes and the changes the halt left unreached."""
-        commands = {key: (method, params) for packed in batch for key, method, params in packed.commands}
-        answer = self.client.batch(commands, halt=True)
-        outcomes: list[Outcome] = []
-        retry: list[Change] = []
-        for packed in batch:
-            change = packed.change
-            keys = [c[0] for c in packed.commands]
-            ids = dict(change.target_ids)
-            if packed.contact_ref and packed.contact_ref in answer.results:
-                ids["contact"] = str(answer.results[packed.contact_ref])
-            if f"d{change.key}" in answer.results:
-                ids["deal"] = str(answer.results[f"d{change.key}"])
-            errors = [answer.errors[k] for k in keys if k in answer.errors]
-            if errors:
-                message = "; ".join(f"{e.error or 'error'}: {e.description}".strip() for e in errors)
-                outcomes.append(Outcome(change.key, "rejected", change.operation, ids, message))
-            elif all(k in answer.results for k in keys):
-                outcomes.append(Outcome(change.key, "succeeded", change.operation, ids))
-                if "contact" in ids:
-                    for value in _comm_values(change):
-                        self._known_contacts.setdefault(value, ids["contact"])
-            else:
-                retry.append(replace(change, target_ids=ids))
-        return outcomes, retry
-
-    def _contact_update(self, change: Change, present: set[str] | None) -> dict[str, Any]:
-        """Changed name fields, plus phones/emails the contact does not have yet (never duplicated)."""
-        contact = change.payload["contact"]
-        old = (change.previous or {}).get("contact") or {}
-        fields: dict[str, Any] = {}
+        if not contact_id:
+            return write
+        old = previous.get("contact") or {}
+        scalars: dict[str, Any] = {}
         if change.previous is not None:
-            fields = {k: contact[k] for k in _SCALAR_CONTACT_FIELDS if old.get(k) != contact[k]}
-        for kind in ("PHONE", "EMAIL"):
-            known = set(old.get(kind) or []) if present is None else present
-            new_values = [v for v in contact[kind] if v not in known]
-            if new_values:
-                fields[kind] = _multi(new_values)
-        return fields
+            scalars = {k: contact[k] for k in _SCALAR_CONTACT_FIELDS if old.get(k) != contact[k]}
+        present = current.get(contact_id)
+        if present is None:
+            present = {*(old.get("PHONE") or []), *(old.get("EMAIL") or [])}
+        return DealWrite(
+            change.key,
+            deal_diff,
+            deal_id=ids["deal"],
+            contact=ContactWrite(scalars, contact["PHONE"], contact["EMAIL"], contact_id, frozenset(present)),
+        )
 
     def _current_multifields(self, changes: Sequence[Change]) -> dict[str, set[str]]:
         """Phones/emails a contact really has, for updates whose last push is unconfirmed."""
@@ -262,31 +156,7 @@ class UserDealsDestination:
             if "deal" in c.target_ids and "contact" in c.target_ids and (c.in_flight or c.previous is None)
         }
         present = {cid: self._seen_contacts[cid] for cid in wanted if cid in self._seen_contacts}
-        ids = sorted(wanted - set(present))
-        if not ids:
-            return present
-        commands = {
-            f"m{i}": ("crm.contact.list", {"filter": {"@ID": list(chunk)}, "select": ["ID", "PHONE", "EMAIL"]})
-            for i, chunk in enumerate(_chunks(ids, 50))
-        }
-        for rows in self._run_reads(commands).values():
-            for row in rows if isinstance(rows, list) else []:
-                present[str(row["ID"])] = self._comm_set(row)
+        missing = wanted - set(present)
+        if missing:
+            present.update(self.crm.contact_comms(missing))
         return present
-
-
-def _comm_values(change: Change) -> list[str]:
-    contact = change.payload["contact"]
-    return [*contact["PHONE"], *contact["EMAIL"]]
-
-
-def _same_value(sent: Any, stored: Any) -> bool:
-    """Whether Bitrix24 already holds what would be sent (it answers strings: "-1582.5", "" for None)."""
-    if sent is None or sent == "":
-        return stored is None or stored == ""
-    if isinstance(sent, int | float) and not isinstance(sent, bool):
-        try:
-            return float(str(stored)) == float(sent)
-        except ValueError:
-            return False
-    return str(sent) == str(stored if stored is not None else "")

@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from integration_sync.defs.kaspi_amocrm.destination import Indexes, KaspiLeadsDestination, lead_rule
-from integration_sync.defs.kaspi_amocrm.mapping import KAZAKHSTAN, desired_order, kazakhstan_day
+from integration_sync.defs.kaspi_amocrm.mapping import desired_order, kazakhstan_day
 from integration_sync.defs.kaspi_amocrm.resources import KaspiLeadsResource, KaspiResource
 from integration_sync.defs.kaspi_amocrm.tables import (
     FLOW,
@@ -21,7 +21,9 @@ from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
 from integration_sync.defs.runs import push_pool
 from integration_sync.sync.engine import SyncEngine
-from integration_sync.sync.state import read_lookup, read_state, write_lookup, write_state
+from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
+from integration_sync.sync.state import read_lookup, write_lookup
+from integration_sync.targets.amocrm_contacts import AmoContactIndex
 from integration_sync.targets.amocrm_leads import AmoLeadIndex
 
 GROUP = "kaspi_amocrm"
@@ -31,7 +33,7 @@ MODE_TAG = "integration_sync/kaspi_mode"
 # Orders can reach the API a little after their creationDate; reconciliation catches any later one.
 INCREMENTAL_MARGIN = timedelta(minutes=15)
 
-kazakhstan_days = daily("Asia/Almaty", "KASPI_START_DATE", "2025-01-01")
+kazakhstan_days = daily(KAZAKHSTAN_ZONE, "KASPI_START_DATE", "2025-01-01")
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -134,22 +136,20 @@ def amocrm_kaspi_leads(
     settings = kaspi_leads.settings()
     since = datetime.now(UTC).astimezone(KAZAKHSTAN).date() - timedelta(days=kaspi_leads.sync_days)
     desired = [desired_order(attrs, entries, settings) for attrs, entries in orders_to_sync(store, since)]
-    indexes = Indexes(
-        contacts_by_phone=read_lookup(store, FLOW, "contact_by_phone"),
-        elements_by_code=read_lookup(store, FLOW, "element_by_code"),
-        contacts_watermark=int(read_state(store, FLOW, "contacts_updated_at") or 0),
+    indexes = Indexes(elements_by_code=read_lookup(store, FLOW, "element_by_code"))
+    engine = SyncEngine(
+        store, flow=FLOW, entity="order", run_id=context.run_id, dry_run=config.dry_run, mode=config.mode
     )
-    engine = SyncEngine(store, flow=FLOW, entity="order", run_id=context.run_id, dry_run=config.dry_run)
     with amocrm.client() as client:
         leads = AmoLeadIndex.load(store, client.root, lead_rule(settings))
-        destination = KaspiLeadsDestination(client, settings, kaspi_leads.catalog(), indexes, leads)
+        contacts = AmoContactIndex.load(store, client.root, kaspi_leads.contact_rule(), adopt=FLOW)
+        destination = KaspiLeadsDestination(client, settings, kaspi_leads.catalog(), indexes, leads, contacts)
         try:
             report = engine.run(desired, destination, limit=config.limit)
         finally:
             leads.save()
-            write_lookup(store, FLOW, "contact_by_phone", indexes.new_contacts)
+            contacts.save()
             write_lookup(store, FLOW, "element_by_code", indexes.new_elements)
-            write_state(store, FLOW, "contacts_updated_at", str(indexes.contacts_watermark))
     if report.rejected:
         context.log.warning(f"{report.rejected} orders rejected by amoCRM: {report.rejected_samples[:5]}")
     metadata = sync_metadata(report)

@@ -3,11 +3,12 @@
 Cost per new order is a fraction of a request: leads go 50 per request (`leads/complex` when the
 customer's contact is new, plain `leads` with the known contact id otherwise), notes and catalog
 links through the bulk endpoints, products and contacts resolved from local indexes (product code →
-catalog element, phone → contact) kept in the warehouse and refreshed from amoCRM only when there is
-something to create. Every create is first matched against the shared index of the pipeline's leads
-by order code (`targets.amocrm_leads`), so a lost warehouse never makes a second lead. The summary
-note goes last: a lead with its note is complete; one without is completed after a bulk look at its
-notes (an answer can be lost after the note was made), never created again.
+catalog element here, phone → contact in the account's shared contact index, `targets.amocrm_contacts`)
+kept in the warehouse and refreshed from amoCRM only when there is something to create. Every create
+is first matched against the shared index of the pipeline's leads by order code
+(`targets.amocrm_leads`), so a lost warehouse never makes a second lead. The summary note goes last:
+a lead with its note is complete; one without is completed after a bulk look at its notes (an answer
+can be lost after the note was made), never created again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from integration_sync.connectors.amocrm import AmoCrmClient, CatalogElement
 from integration_sync.connectors.errors import AmbiguousWriteError, ApiError
 from integration_sync.defs.kaspi_amocrm.mapping import LeadSettings
 from integration_sync.sync.engine import Change, Outcome
-from integration_sync.sync.normalize import normalize_phone
+from integration_sync.targets.amocrm_contacts import AmoContactIndex, phone_key
 from integration_sync.targets.amocrm_leads import AmoLeadIndex, LeadKeyRule, LeadRef
 
 BATCH = 50
@@ -59,12 +60,9 @@ class CatalogSettings:
 
 @dataclass
 class Indexes:
-    """Lookups that save requests: phone (E.164) → contact id, product code → catalog element id."""
+    """A lookup that saves requests: product code → catalog element id."""
 
-    contacts_by_phone: dict[str, str] = field(default_factory=dict)
     elements_by_code: dict[str, str] = field(default_factory=dict)
-    contacts_watermark: int = 0
-    new_contacts: dict[str, str] = field(default_factory=dict)
     new_elements: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,13 +82,14 @@ class KaspiLeadsDestination:
         catalog: CatalogSettings,
         indexes: Indexes,
         leads: AmoLeadIndex,
+        contacts: AmoContactIndex,
     ) -> None:
         self.client = client
         self.settings = settings
         self.catalog = catalog
         self.indexes = indexes
         self.leads = leads
-        self._contacts_refreshed = False
+        self.contacts = contacts
         # lead id → whether its summary note is in amoCRM, for leads looked at in this run
         self._noted: dict[str, bool] = {}
         # lead id → the lead as read from amoCRM in this run (spares a PATCH that would change nothing)
@@ -142,7 +141,7 @@ class KaspiLeadsDestination:
         updates = [c for c in changes if c.target_ids.get(COMPLETE)]
         outcomes: list[Outcome] = []
         if creates:
-            self._refresh_contacts()
+            self.contacts.refresh(self.client)
             self._ensure_elements(creates)
             outcomes += self._create(creates)
         if completes:
@@ -158,7 +157,7 @@ class KaspiLeadsDestination:
         later: list[Change] = []
         for change in creates:
             phone = change.payload["contact"]["phone"]
-            known = change.target_ids.get("contact") or self.indexes.contacts_by_phone.get(phone)
+            known = change.target_ids.get("contact") or self._contact_of(phone)
             if known:
                 ids[change.key] = {"contact": str(known)}
                 later.append(change)
@@ -175,9 +174,7 @@ class KaspiLeadsDestination:
                 self.leads.remember(change.key, LeadRef(str(created["id"]), str(created["contact_id"])))
         plain = []
         for change in later:
-            contact = ids.get(change.key, {}).get("contact") or self.indexes.contacts_by_phone.get(
-                change.payload["contact"]["phone"]
-            )
+            contact = ids.get(change.key, {}).get("contact") or self._contact_of(change.payload["contact"]["phone"])
             ids.setdefault(change.key, {})["contact"] = str(contact)
             plain.append((change, self._lead_body(change, contact_id=contact)))
         for chunk in _chunks(plain):
@@ -284,26 +281,14 @@ class KaspiLeadsDestination:
 
     # ---- indexes --------------------------------------------------------------------------
 
-    def _remember_contact(self, phone: str, contact_id: str) -> None:
-        self.indexes.contacts_by_phone[phone] = contact_id
-        self.indexes.new_contacts[phone] = contact_id
+    def _contact_of(self, phone: str) -> str | None:
+        key = phone_key(phone, self.settings.default_country)
+        return self.contacts.get(key) if key else None
 
-    def _refresh_contacts(self) -> None:
-        """Learn contacts changed in amoCRM since the last run (newest first, stop at the watermark)."""
-        if self._contacts_refreshed:
-            return
-        self._contacts_refreshed = True
-        newest = self.indexes.contacts_watermark
-        for contact in self.client.iter_contacts_updated_since(self.indexes.contacts_watermark):
-            newest = max(newest, int(contact.get("updated_at") or 0))
-            for item in contact.get("custom_fields_values") or []:
-                if item.get("field_code") != "PHONE":
-                    continue
-                for value in item.get("values") or []:
-                    phone = normalize_phone(value.get("value"), self.settings.default_country)
-                    if phone and phone not in self.indexes.contacts_by_phone:
-                        self._remember_contact(phone, str(contact["id"]))
-        self.indexes.contacts_watermark = newest
+    def _remember_contact(self, phone: str, contact_id: str) -> None:
+        key = phone_key(phone, self.settings.default_country)
+        if key:
+            self.contacts.remember([key], contact_id)
 
     def _ensure_elements(self, changes: Sequence[Change]) -> None:
         """Every product code of these orders has a catalog element: found by code, else created."""

@@ -9,16 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from integration_sync.connectors.amocrm import LOST_STATUS_ID as LOST
+from integration_sync.connectors.amocrm import WON_STATUS_ID as WON
 from integration_sync.sync.engine import Desired
-from integration_sync.sync.normalize import normalize_phone
+from integration_sync.sync.normalize import KAZAKHSTAN, normalize_phone
 
-# All of Kazakhstan is UTC+5 since 2024-03-01 (old tzdata still says +6 for Almaty).
-KAZAKHSTAN = timezone(timedelta(hours=5), "UTC+05")
-WON, LOST = 142, 143
 FINAL_STATUSES = frozenset({"COMPLETED", "CANCELLED", "RETURNED"})
 DEFAULT_STATUS_MAP: dict[str, int] = {"COMPLETED": WON, "CANCELLED": LOST, "RETURNED": LOST}
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")

@@ -13,6 +13,7 @@ from integration_sync.connectors.kaspi import KaspiClient
 from integration_sync.defs.kaspi_amocrm.destination import CatalogSettings
 from integration_sync.defs.kaspi_amocrm.mapping import DEFAULT_STATUS_MAP, LeadSettings
 from integration_sync.defs.resources import data_dir, env_float, env_int, env_str
+from integration_sync.targets.amocrm_contacts import ContactKeyRule
 
 
 class KaspiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -56,6 +57,7 @@ class KaspiLeadsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     lead_delivery_address_field_id: int | None = None
     order_date_field_id: int | None = None
     default_country: str = "KZ"
+    contact_tg_id_field: int | None = None  # the account's, read into the shared contact index
     status_map_json: str = ""
     sync_days: int = 30
 
@@ -75,6 +77,9 @@ class KaspiLeadsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             default_country=self.default_country,
             status_map=status_map,
         )
+
+    def contact_rule(self) -> ContactKeyRule:
+        return ContactKeyRule(telegram_field_id=self.contact_tg_id_field, region=self.default_country)
 
     def catalog(self) -> CatalogSettings:
         return CatalogSettings(sku_field_id=self.catalog_sku_field_id, price_field_id=self.catalog_price_field_id)
@@ -120,6 +125,7 @@ def kaspi_leads_resource() -> KaspiLeadsResource:
         lead_delivery_address_field_id=env_int("AMO_LEAD_DELIVERY_ADDRESS_FIELD_ID", None),
         order_date_field_id=env_int("AMO_LEAD_ORDER_DATE_FIELD_ID", None),
         default_country=env_str("DEFAULT_COUNTRY") or "KZ",
+        contact_tg_id_field=env_int("AMO_CONTACT_FIELD_TG_ID", None),
         status_map_json=env_str("KASPI_STATUS_MAP"),
         sync_days=env_int("KASPI_SYNC_DAYS", 30) or 30,
     )

@@ -8,14 +8,13 @@ running, so two runs never overlap and the queue never piles up.
 """
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, ORDERS_KEY, PUSH_TAG, kazakhstan_days
 from integration_sync.defs.runs import push_in_progress
+from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
 
-KAZAKHSTAN = ZoneInfo("Asia/Almaty")
 WINDOW_DAYS = 14
 _RANGE_START = "dagster/asset_partition_range_start"
 _RANGE_END = "dagster/asset_partition_range_end"
@@ -53,7 +52,7 @@ def _request(first: datetime, today: datetime, key: str, mode: str) -> dg.RunReq
 @dg.schedule(
     job=kaspi_amocrm_job,
     cron_schedule="* * * * *",
-    execution_timezone="Asia/Almaty",
+    execution_timezone=KAZAKHSTAN_ZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
@@ -69,7 +68,7 @@ def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | d
 @dg.schedule(
     job=kaspi_amocrm_job,
     cron_schedule="*/10 * * * *",
-    execution_timezone="Asia/Almaty",
+    execution_timezone=KAZAKHSTAN_ZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def kaspi_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:

@@ -72,6 +72,20 @@ KASPI_MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    # its phone → contact index goes to the shared index of the account (`targets.amocrm_contacts`),
+    # which adopts it at the flow's next push (the account's URL is not in the warehouse)
+    Migration(
+        "kaspi_0002_shared_contact_index",
+        """
+        INSERT INTO id_map
+            SELECT 'amocrm:legacy:kaspi_amocrm', 'contact_by_identity', 'phone:' || source_key, target_id, updated_at
+            FROM id_map WHERE flow = 'kaspi_amocrm' AND entity = 'contact_by_phone'
+            ON CONFLICT DO NOTHING;
+        DELETE FROM id_map WHERE flow = 'kaspi_amocrm' AND entity = 'contact_by_phone';
+        UPDATE flow_state SET flow = 'amocrm:legacy:kaspi_amocrm'
+            WHERE flow = 'kaspi_amocrm' AND key = 'contacts_updated_at';
+        """,
+    ),
 )
 
 _ORDER_COLUMNS = {

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
 from integration_sync.defs.partitions import daily, window_days
-from integration_sync.defs.payments_amocrm.destination import Identities, PaymentsDestination
+from integration_sync.defs.payments_amocrm.destination import PaymentsDestination
 from integration_sync.defs.payments_amocrm.mapping import desired_payment
 from integration_sync.defs.payments_amocrm.resources import PaymentsResource
 from integration_sync.defs.payments_amocrm.tables import (
@@ -24,7 +24,8 @@ from integration_sync.defs.payments_amocrm.tables import (
 from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
 from integration_sync.defs.runs import push_pool
 from integration_sync.sync.engine import SyncEngine
-from integration_sync.sync.state import read_lookup, read_state, redrive, write_lookup, write_state
+from integration_sync.sync.state import redrive
+from integration_sync.targets.amocrm_contacts import AmoContactIndex
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.models import PaymentWebhook
 
@@ -32,8 +33,6 @@ GROUP = "payments_amocrm"
 PUSH_TAG = {"integration_sync/push": "payments_amocrm"}
 EVENTS_KEY = dg.AssetKey(["platform", "payment_events"])
 LEADS_KEY = dg.AssetKey(["amocrm", "payment_leads"])
-IDENTITIES = "contact_by_identity"
-CONTACTS_WATERMARK = "contacts_updated_at"
 
 moscow_days = daily("Europe/Moscow", "PAYMENTS_START_DATE", "2025-01-01")
 
@@ -129,25 +128,23 @@ def amocrm_payment_leads(
     settings = payments.settings()
     desired = [desired_payment(PaymentWebhook.model_validate_json(p), settings) for p in events_to_push(store)]
     unmapped = Counter(name for d in desired for name in d.payload["unmapped_subjects"])
-    identities = Identities(
-        known=read_lookup(store, FLOW, IDENTITIES), watermark=int(read_state(store, FLOW, CONTACTS_WATERMARK) or 0)
-    )
     engine = SyncEngine(
         store,
         flow=FLOW,
         entity=ENTITY,
         run_id=context.run_id,
         dry_run=config.dry_run,
+        mode=config.mode,
         max_attempts=payments.max_attempts,
         retry_backoff_s=payments.retry_backoff_s,
     )
     with amocrm.client() as client:
-        destination = PaymentsDestination(client, settings, PaymentLedger(store), identities)
+        contacts = AmoContactIndex.load(store, client.root, settings.contact_rule, adopt=FLOW)
+        destination = PaymentsDestination(client, settings, PaymentLedger(store), contacts)
         try:
             report = engine.run(desired, destination, limit=config.limit)
         finally:
-            write_lookup(store, FLOW, IDENTITIES, identities.learned)
-            write_state(store, FLOW, CONTACTS_WATERMARK, str(identities.watermark))
+            contacts.save()
     left = outstanding(store)
     if report.rejected:
         context.log.warning(f"{report.rejected} payments not applied: {report.rejected_samples[:5]}")

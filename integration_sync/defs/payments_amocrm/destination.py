@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -39,7 +39,6 @@ from integration_sync.defs.payments_amocrm.mapping import (
     PaymentSettings,
     active_lead,
     contact_fill,
-    contact_identities,
     has_note_for,
     holds_identity,
     identities,
@@ -51,6 +50,7 @@ from integration_sync.defs.payments_amocrm.mapping import (
 )
 from integration_sync.defs.payments_amocrm.tables import PaymentLedger, Target
 from integration_sync.sync.engine import Change, Outcome
+from integration_sync.targets.amocrm_contacts import AmoContactIndex
 
 log = logging.getLogger(__name__)
 
@@ -111,34 +111,6 @@ def _ids(work: _Work) -> dict[str, str]:
     return {k: str(v) for k, v in pairs if v}
 
 
-@dataclass
-class Identities:
-    """Telegram id / phone / email → amoCRM contact id: learned from payments already matched, and
-    from every contact amoCRM changed since `watermark` (read before creating a contact, so a phone
-    amoCRM holds as ``+7 (999) 123-45-67``, which its `query` does not find, still matches)."""
-
-    known: dict[str, str] = field(default_factory=dict)
-    learned: dict[str, str] = field(default_factory=dict)
-    watermark: int = 0
-
-    def learn(self, keys: Iterable[str], contact_id: int) -> None:
-        for key in keys:
-            if self.known.get(key) != str(contact_id):
-                self.known[key] = self.learned[key] = str(contact_id)
-
-    def refresh(self, client: AmoCrmClient, settings: PaymentSettings) -> None:
-        """Learn the contacts updated since the last refresh (the first one reads them all); where two
-        hold the same identity the lowest id wins, as in a search."""
-        newest = self.watermark
-        for contact in client.iter_contacts_updated_since(self.watermark):
-            newest = max(newest, int(contact.updated_at or 0))
-            for key in contact_identities(contact, settings):
-                held = self.known.get(key)
-                if held is None or int(held) > contact.id:
-                    self.learn([key], contact.id)
-        self.watermark = newest
-
-
 class PaymentsDestination:
     """Applies payments to amoCRM contacts and leads."""
 
@@ -147,15 +119,14 @@ class PaymentsDestination:
     batch_size = BATCH
 
     def __init__(
-        self, client: AmoCrmClient, settings: PaymentSettings, ledger: PaymentLedger, identities: Identities
+        self, client: AmoCrmClient, settings: PaymentSettings, ledger: PaymentLedger, contacts: AmoContactIndex
     ) -> None:
         self.client = client
         self.settings = settings
         self.ledger = ledger
-        self.identities = identities
+        self.contacts = contacts
         self.counts: Counter[str] = Counter()
         self._searched: dict[str, Contact | None] = {}
-        self._index_refreshed = False
 
     def requests_used(self) -> int:
         return int(self.client.requests_used)
@@ -252,8 +223,9 @@ class PaymentsDestination:
                 continue
             # only the top identity: a phone learned earlier must not win over a Telegram id search
             top = identities(work.customer)[0]
-            if top in self.identities.known:
-                candidates[work.key] = int(self.identities.known[top])
+            known = self.contacts.get(top)
+            if known is not None:
+                candidates[work.key] = int(known)
         self._take_verified(works, candidates)
         for work in works:
             if work.contact is None:
@@ -264,19 +236,17 @@ class PaymentsDestination:
                     self.counts["contacts_found"] += 1
         unmatched = [w for w in works if w.contact is None]
         if unmatched:
-            self._refresh_index()
+            self.contacts.refresh(self.client)
             fallback = {}
             for work in unmatched:
-                known = next(
-                    (self.identities.known[i] for i in identities(work.customer) if i in self.identities.known), None
-                )
+                known = self.contacts.first(identities(work.customer))
                 if known is not None:
                     fallback[work.key] = int(known)
             self.counts["contacts_found"] += self._take_verified(unmatched, fallback)
         for work in works:
             if work.contact is not None:  # only what the contact really holds: never a hint for another one
                 held = [i for i in identities(work.customer) if holds_identity(work.contact, i, self.settings)]
-                self.identities.learn(held, work.contact.id)
+                self.contacts.remember(held, work.contact.id)
             elif self.settings.create_if_not_found:
                 work.new_contact = True
             else:
@@ -298,11 +268,6 @@ class PaymentsDestination:
                 work.contact, work.contact_id = candidate, candidate.id
                 kept += 1
         return kept
-
-    def _refresh_index(self) -> None:
-        if not self._index_refreshed:
-            self._index_refreshed = True
-            self.identities.refresh(self.client, self.settings)
 
     def _search(self, customer: Mapping[str, Any]) -> Contact | None:
         """Telegram id, then phone, then email; the first verified hit (lowest id if several)."""
@@ -438,7 +403,7 @@ class PaymentsDestination:
         ):
             work.lead_id, work.contact_id = int(created.id), int(created.contact_id or 0) or None
             work.lead_created = work.contact_created = True
-            self.identities.learn(identities(work.customer), int(work.contact_id or 0))
+            self.contacts.remember(identities(work.customer), int(work.contact_id or 0))
         self._after_create(complex_works)
         self.counts["contacts_created"] += sum(1 for w in complex_works if w.contact_created)
         for work in later:

@@ -15,12 +15,14 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+from integration_sync.connectors.amocrm import LOST_STATUS_ID as LOST
+from integration_sync.connectors.amocrm import WON_STATUS_ID as WON
 from integration_sync.connectors.amocrm import Contact, Lead, enum_field_value, field_value
 from integration_sync.sync.engine import Desired
 from integration_sync.sync.normalize import normalize_email, normalize_phone
+from integration_sync.targets.amocrm_contacts import ContactKeyRule
 from integration_sync.webhooks.models import MOSCOW, CourseOrder, PaymentWebhook
 
-WON, LOST = 142, 143
 PARTNER_SOURCES = (
     "advcake",
     "flocktory",
@@ -84,6 +86,11 @@ class PaymentSettings:
     create_if_not_found: bool = True
     responsible_user_id: int | None = None
     default_country: str = "RU"
+
+    @property
+    def contact_rule(self) -> ContactKeyRule:
+        """How the account's shared contact index reads a contact's identities."""
+        return ContactKeyRule(telegram_field_id=self.contact_tg_id_field, region=self.default_country)
 
     @property
     def excluded_statuses(self) -> frozenset[int]:
@@ -298,34 +305,12 @@ def identities(customer: Mapping[str, Any]) -> list[str]:
 
 def holds_identity(contact: Contact, identity: str, settings: PaymentSettings) -> bool:
     """Whether an amoCRM contact really carries this identity (a `query` hit is only a hint)."""
-    kind, _, value = identity.partition(":")
-    if kind == "tg":
-        if settings.contact_tg_id_field is None:
-            return False
-        return any(str(v).strip() == value for v in contact.field_values(settings.contact_tg_id_field) if v is not None)
-    if kind == "phone":
-        return any(normalize_phone(p, settings.default_country) == value for p in contact.phones())
-    if kind == "email":
-        return any(normalize_email(e) == value for e in contact.emails())
-    return False
+    return settings.contact_rule.holds(contact, identity)
 
 
 def contact_identities(contact: Contact, settings: PaymentSettings) -> list[str]:
     """Every identity key an amoCRM contact holds: its Telegram ids, phones (E.164) and emails."""
-    keys: list[str] = []
-    if settings.contact_tg_id_field:
-        keys += [
-            f"tg:{str(v).strip()}" for v in contact.field_values(settings.contact_tg_id_field) if str(v or "").strip()
-        ]
-    for raw in contact.phones():
-        phone = normalize_phone(raw, settings.default_country)
-        if phone:
-            keys.append(f"phone:{phone}")
-    for raw in contact.emails():
-        email = normalize_email(raw)
-        if email:
-            keys.append(f"email:{email}")
-    return keys
+    return settings.contact_rule.keys_of(contact)
 
 
 # ---- leads ---------------------------------------------------------------------------------------

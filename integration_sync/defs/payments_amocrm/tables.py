@@ -95,6 +95,17 @@ PAYMENTS_MIGRATIONS: tuple[Migration, ...] = (
     ),
     # the note of a payment found in amoCRM by a warehouse that did not apply it (one lost or new)
     Migration("payments_0002_target_note", "ALTER TABLE payment_targets ADD COLUMN note_id BIGINT;"),
+    # its identity → contact index goes to the shared index of the account (`targets.amocrm_contacts`),
+    # which adopts it at the flow's next push (the account's URL is not in the warehouse)
+    Migration(
+        "payments_0003_shared_contact_index",
+        """
+        UPDATE id_map SET flow = 'amocrm:legacy:payments_amocrm'
+            WHERE flow = 'payments_amocrm' AND entity = 'contact_by_identity';
+        UPDATE flow_state SET flow = 'amocrm:legacy:payments_amocrm'
+            WHERE flow = 'payments_amocrm' AND key = 'contacts_updated_at';
+        """,
+    ),
 )
 
 _EVENT_COLUMNS = {
