@@ -52,6 +52,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from integration_sync.sandbox.bitrix24_methods import PortalMethods
+from integration_sync.sandbox.bitrix24_products import ProductRowMethods
 from integration_sync.sandbox.bitrix24_query import (
     EntityTable,
     OperatingMeter,
@@ -138,7 +139,7 @@ class PortalConfig:
     seed_people: list[JsonDict] = field(default_factory=list)
 
 
-class Bitrix24Service(PortalMethods, Service):
+class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
     """One Bitrix24 portal reached through its inbound webhook."""
 
     name = "bitrix24"
@@ -171,6 +172,8 @@ class Bitrix24Service(PortalMethods, Service):
             "crm.status.list": self.status_list,
             "crm.status.entity.items": self.status_entity_items,
             "crm.category.list": self.category_list,
+            "crm.deal.productrows.set": self.deal_productrows_set,
+            "crm.deal.productrows.get": self.deal_productrows_get,
         }
 
     def _new_contacts(self) -> EntityTable:

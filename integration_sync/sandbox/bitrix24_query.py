@@ -256,6 +256,7 @@ class EntityTable:
         self.rows: dict[int, JsonDict] = {}
         self.order: list[int] = []  # ids ascending (ids only grow, rows are never deleted)
         self.fm: dict[int, dict[str, list[JsonDict]]] = {}
+        self.product_rows: dict[int, list[JsonDict]] = {}  # deals only: crm.deal.productrows.*
         self.next_id = 1
         self.index: dict[str, dict[str, set[int]]] = {name: {} for name in indexed}
         self.fm_index: dict[str, dict[str, set[int]]] = {"PHONE": {}, "EMAIL": {}} if multifields else {}

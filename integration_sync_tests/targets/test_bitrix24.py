@@ -140,3 +140,32 @@ def test_phones_and_emails_are_appended_only_when_the_contact_lacks_them(
     before = client.stats.requests
     (same,) = crm.write([DealWrite("1", {}, deal_id=made.deal_id, contact=again)])
     assert same.ok and not same.sent and client.stats.requests == before
+
+
+def test_product_rows_go_with_a_new_deal_and_replace_an_existing_deals_rows(
+    sandbox: Sandbox, client: Bitrix24Client
+) -> None:
+    """Guards the `crm.deal.productrows.set` command (a new deal referenced by `$result[...]` in the same
+    batch) that the shop-orders flow will use; the portal recalculates the deal's amount from the rows."""
+    crm = Bitrix24Crm(client)
+    rows = [{"PRODUCT_NAME": "Розы 51 шт", "PRICE": 15000, "QUANTITY": 1}, {"PRODUCT_NAME": "Открытка", "PRICE": 250}]
+    before = client.stats.requests
+    (made,) = crm.write([DealWrite("o1", {"TITLE": "Заказ 1", "CATEGORY_ID": CATEGORY}, product_rows=rows)])
+    assert made.ok and made.deal_id and client.stats.requests - before == 1  # deal and rows in one batch
+    got = client.call("crm.deal.productrows.get", {"id": made.deal_id})
+    assert [(r["PRODUCT_NAME"], r["PRICE"], r["QUANTITY"]) for r in got] == [
+        ("Розы 51 шт", 15000.0, 1.0),
+        ("Открытка", 250.0, 1.0),
+    ]
+    deal = next(d for d in dump(sandbox, "deals") if d["ID"] == made.deal_id)
+    assert float(deal["OPPORTUNITY"]) == 15250.0
+
+    (changed,) = crm.write(
+        [DealWrite("o1", {}, deal_id=made.deal_id, product_rows=[{"PRODUCT_NAME": "Тюльпаны", "PRICE": 900}])]
+    )
+    assert changed.ok
+    got = client.call("crm.deal.productrows.get", {"id": made.deal_id})
+    assert [r["PRODUCT_NAME"] for r in got] == ["Тюльпаны"]  # replaced, not appended
+
+    (bad,) = crm.write([DealWrite("o2", {}, deal_id="999999", product_rows=rows)])
+    assert not bad.ok and bad.error and "Not found" in bad.error
