@@ -14,21 +14,18 @@ Every request goes through the shared HTTP policy with:
 - 204 (empty list, no match, unknown id) → empty / None; HAL paging by ``_links.next``, ≤ 250 per
   page; a 400 ``validation-errors`` answer → ``BatchItemsError`` with errors per request id.
 
-Returned entities are pydantic models tolerant of extra fields and ``custom_fields_values: null``;
-they also answer ``model["field"]`` / ``model.get("field")`` by wire name (``"_embedded"`` too).
+Returned entities are the pydantic models of ``amocrm_models.py``; custom-field values are built and
+read by ``amocrm_fields.py``. Both are re-exported here, so callers keep one import path.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from integration_sync.connectors.amocrm_auth import (
     AmoAuth,
@@ -36,11 +33,43 @@ from integration_sync.connectors.amocrm_auth import (
     classify_amocrm,
     parse_amocrm_error,
 )
+from integration_sync.connectors.amocrm_fields import (
+    clear_field,
+    enum_field_value,
+    field_value,
+    normalize_email,
+    normalize_phone,
+    phone_query_forms,
+    sanitize_for_write,
+    to_write_form,
+)
+from integration_sync.connectors.amocrm_models import (
+    LOST_STATUS_ID,
+    WON_STATUS_ID,
+    AmoModel,
+    Catalog,
+    CatalogElement,
+    ComplexLeadResult,
+    Contact,
+    Created,
+    CustomField,
+    CustomFieldValues,
+    FieldEnum,
+    FieldValue,
+    Lead,
+    Link,
+    Note,
+    Pipeline,
+    Status,
+    read_enum_ids,
+    read_field_values,
+)
 from integration_sync.connectors.errors import ApiError, BatchItemsError
 from integration_sync.connectors.http import ApiClient, HttpPolicy, ServiceClient
 from integration_sync.connectors.ratelimit import BlockFlag, BlockInfo, RateLimiter
 
 logger = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=AmoModel)
 
 SERVICE = "amocrm"
 API_PREFIX = "api/v4/"
@@ -48,8 +77,6 @@ MAX_PAGE_SIZE = 250
 BATCH_LIMIT = 50  # leads/complex is capped at 50; the SDK advises 50 for plain batches too
 DEFAULT_RATE_PER_S = 6.5  # amoCRM allows 7/s per integration: stay just under
 DEFAULT_BLOCK_COOLDOWN_S = 3600.0
-WON_STATUS_ID = 142
-LOST_STATUS_ID = 143
 
 DEFAULT_POLICY = HttpPolicy(
     timeout=30.0,
@@ -62,418 +89,6 @@ DEFAULT_POLICY = HttpPolicy(
 
 
 # -- models -------------------------------------------------------------------------------------
-
-
-def _none_to_list(value: Any) -> Any:
-    return [] if value is None else value
-
-
-def _to_str(value: Any) -> Any:
-    return None if value is None else str(value)
-
-
-def _to_str_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    return [str(value)]
-
-
-OptStr = Annotated[str | None, BeforeValidator(_to_str)]
-
-
-@functools.cache
-def _wire_names(cls: type[BaseModel]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for name, info in cls.model_fields.items():
-        names[name] = name
-        if info.alias:
-            names[info.alias] = name
-    return names
-
-
-class AmoModel(BaseModel):
-    """Base of amoCRM entities: extra fields kept; read access by wire name like a dict."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        name = _wire_names(type(self)).get(key)
-        if name is not None:
-            return getattr(self, name)
-        return (self.model_extra or {}).get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        missing = object()
-        value = self.get(key, missing)
-        if value is missing:
-            raise KeyError(key)
-        return value
-
-
-class FieldValue(AmoModel):
-    """One value of a custom field (read form: ``value``, ``enum_id``, ``enum`` code)."""
-
-    value: Any = None
-    enum_id: int | None = None
-    enum_code: OptStr = None
-    enum: OptStr = None
-
-
-class CustomFieldValues(AmoModel):
-    field_id: int | None = None
-    field_code: OptStr = None
-    field_name: OptStr = None
-    field_type: OptStr = None
-    values: list[FieldValue] | None = None
-
-
-class EntityRef(AmoModel):
-    """A linked entity in ``_embedded`` (``is_main`` for a lead's contacts, ``metadata`` for items)."""
-
-    id: int
-    is_main: bool | None = None
-    metadata: dict[str, Any] | None = None
-
-
-class Tag(AmoModel):
-    id: int | None = None
-    name: OptStr = None
-
-
-RefList = Annotated[list[EntityRef], BeforeValidator(_none_to_list)]
-
-
-class Embedded(AmoModel):
-    contacts: RefList = Field(default_factory=list)
-    leads: RefList = Field(default_factory=list)
-    companies: RefList = Field(default_factory=list)
-    catalog_elements: RefList = Field(default_factory=list)
-    tags: Annotated[list[Tag], BeforeValidator(_none_to_list)] = Field(default_factory=list)
-
-
-def _embedded(value: Any) -> Any:
-    return {} if value is None else value
-
-
-EmbeddedField = Annotated[Embedded, BeforeValidator(_embedded)]
-
-
-class WithCustomFields(AmoModel):
-    custom_fields_values: list[CustomFieldValues] | None = None
-
-    def field_values(self, field: int | str) -> list[Any]:
-        """The ``value``s of a custom field, by field id or field code."""
-        return read_field_values(self.custom_fields_values, field)
-
-    def field_value(self, field: int | str) -> Any:
-        values = self.field_values(field)
-        return values[0] if values else None
-
-    def enum_ids(self, field: int | str) -> list[int]:
-        return read_enum_ids(self.custom_fields_values, field)
-
-
-class Contact(WithCustomFields):
-    id: int
-    name: OptStr = None
-    first_name: OptStr = None
-    last_name: OptStr = None
-    responsible_user_id: int | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
-    embedded: EmbeddedField = Field(default_factory=Embedded, alias="_embedded")
-
-    def phones(self) -> list[str]:
-        return [str(v) for v in self.field_values("PHONE") if v not in (None, "")]
-
-    def emails(self) -> list[str]:
-        return [str(v) for v in self.field_values("EMAIL") if v not in (None, "")]
-
-    @property
-    def lead_ids(self) -> list[int]:
-        return [ref.id for ref in self.embedded.leads]
-
-
-class Lead(WithCustomFields):
-    id: int
-    name: OptStr = None
-    price: int | float | None = None
-    status_id: int | None = None
-    pipeline_id: int | None = None
-    responsible_user_id: int | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
-    closed_at: int | None = None
-    is_deleted: bool | None = None
-    embedded: EmbeddedField = Field(default_factory=Embedded, alias="_embedded")
-
-    @property
-    def contact_ids(self) -> list[int]:
-        return [ref.id for ref in self.embedded.contacts]
-
-    @property
-    def main_contact_id(self) -> int | None:
-        for ref in self.embedded.contacts:
-            if ref.is_main:
-                return ref.id
-        return self.embedded.contacts[0].id if self.embedded.contacts else None
-
-    @property
-    def is_closed(self) -> bool:
-        return self.status_id in (WON_STATUS_ID, LOST_STATUS_ID)
-
-
-class Status(AmoModel):
-    id: int
-    name: OptStr = None
-    sort: int | None = None
-    type: int | None = None
-    pipeline_id: int | None = None
-
-
-class _PipelineEmbedded(AmoModel):
-    statuses: Annotated[list[Status], BeforeValidator(_none_to_list)] = Field(default_factory=list)
-
-
-class Pipeline(AmoModel):
-    id: int
-    name: OptStr = None
-    sort: int | None = None
-    is_main: bool | None = None
-    is_archive: bool | None = None
-    embedded: Annotated[_PipelineEmbedded, BeforeValidator(_embedded)] = Field(
-        default_factory=_PipelineEmbedded, alias="_embedded"
-    )
-
-    @property
-    def statuses(self) -> list[Status]:
-        return self.embedded.statuses
-
-    def status_by_name(self, name: str) -> Status | None:
-        wanted = name.strip().casefold()
-        return next((s for s in self.statuses if (s.name or "").strip().casefold() == wanted), None)
-
-
-class FieldEnum(AmoModel):
-    id: int
-    value: OptStr = None
-    sort: int | None = None
-
-
-class CustomField(AmoModel):
-    id: int
-    name: OptStr = None
-    code: OptStr = None
-    type: OptStr = None
-    entity_type: OptStr = None
-    sort: int | None = None
-    enums: Annotated[list[FieldEnum], BeforeValidator(_none_to_list)] = Field(default_factory=list)
-
-    def enum_id(self, value: str) -> int | None:
-        """The enum id of a value (case- and space-insensitive), None when it has none."""
-        wanted = value.strip().casefold()
-        return next((e.id for e in self.enums if (e.value or "").strip().casefold() == wanted), None)
-
-
-class Catalog(AmoModel):
-    id: int
-    name: OptStr = None
-    type: OptStr = None
-
-
-class CatalogElement(WithCustomFields):
-    id: int
-    name: OptStr = None
-    catalog_id: int | None = None
-    is_deleted: bool | None = None
-    request_id: OptStr = None
-
-
-class Link(AmoModel):
-    entity_id: int | None = None
-    entity_type: OptStr = None
-    to_entity_id: int
-    to_entity_type: OptStr = None
-    metadata: dict[str, Any] | None = None
-
-
-class Note(AmoModel):
-    id: int
-    entity_id: int | None = None
-    note_type: OptStr = None
-    params: dict[str, Any] | None = None
-
-
-class Created(AmoModel):
-    """The answer for one created or updated item: its id and the echoed ``request_id``."""
-
-    id: int
-    request_id: OptStr = None
-    entity_id: int | None = None
-    updated_at: int | None = None
-
-
-class ComplexLeadResult(AmoModel):
-    """One item of ``POST /leads/complex``'s bare-array answer."""
-
-    id: int
-    contact_id: int | None = None
-    company_id: int | None = None
-    request_id: Annotated[list[str], BeforeValidator(_to_str_list)] = Field(default_factory=list)
-    merged: bool = False
-
-
-# -- custom_fields_values helpers ---------------------------------------------------------------
-
-
-def _field_key(field: int | str) -> dict[str, Any]:
-    if isinstance(field, bool):
-        raise TypeError("a field is an id (int) or a code (str)")
-    if isinstance(field, int):
-        return {"field_id": field}
-    text = str(field).strip()
-    return {"field_id": int(text)} if text.isdigit() else {"field_code": text}
-
-
-def field_value(field: int | str, *values: Any, enum_code: str | None = None) -> dict[str, Any]:
-    """Write form ``{field_id|field_code, values: [{value}, …]}`` (``enum_code`` e.g. ``MOB`` for a
-    PHONE value). An id given as a digit string is sent as ``field_id``."""
-    items: list[dict[str, Any]] = []
-    for value in values:
-        item: dict[str, Any] = {"value": value}
-        if enum_code:
-            item["enum_code"] = enum_code
-        items.append(item)
-    return {**_field_key(field), "values": items}
-
-
-def enum_field_value(field: int | str, *enum_ids: int) -> dict[str, Any]:
-    """Write form of a select/multiselect field: ``values: [{enum_id}, …]`` (never ``enum``)."""
-    return {**_field_key(field), "values": [{"enum_id": int(enum_id)} for enum_id in enum_ids]}
-
-
-def clear_field(field: int | str) -> dict[str, Any]:
-    """``values: null`` clears the field."""
-    return {**_field_key(field), "values": None}
-
-
-def _as_mapping(item: Any) -> Mapping[str, Any]:
-    if isinstance(item, BaseModel):
-        return item.model_dump(exclude_none=True)
-    return item if isinstance(item, Mapping) else {}
-
-
-def _matches(item: Mapping[str, Any], field: int | str) -> bool:
-    key = _field_key(field)
-    if "field_id" in key:
-        return item.get("field_id") is not None and str(item.get("field_id")) == str(key["field_id"])
-    return str(item.get("field_code") or "").upper() == str(key["field_code"]).upper()
-
-
-def read_field_values(custom_fields_values: Iterable[Any] | None, field: int | str) -> list[Any]:
-    """The ``value``s of one field (by id or code) from a read-form ``custom_fields_values``."""
-    found: list[Any] = []
-    for item in custom_fields_values or []:
-        mapping = _as_mapping(item)
-        if _matches(mapping, field):
-            found.extend(_as_mapping(v).get("value") for v in mapping.get("values") or [])
-    return found
-
-
-def read_enum_ids(custom_fields_values: Iterable[Any] | None, field: int | str) -> list[int]:
-    found: list[int] = []
-    for item in custom_fields_values or []:
-        mapping = _as_mapping(item)
-        if _matches(mapping, field):
-            for value in mapping.get("values") or []:
-                enum_id = _as_mapping(value).get("enum_id")
-                if isinstance(enum_id, int):
-                    found.append(enum_id)
-    return found
-
-
-_WRITE_VALUE_KEYS = ("value", "enum_id", "enum_code")
-_SELECT_WRITE_KEYS = ("enum_id",)
-
-
-def to_write_form(custom_fields_values: Iterable[Any] | None) -> list[dict[str, Any]]:
-    """Read form → write form: keeps field_id/field_code and value/enum_id/enum_code (only enum_id
-    for a select field), drops ``enum``, ``field_name`` and ``field_type`` (sending ``enum`` is a 400
-    FieldNotExpected)."""
-    written: list[dict[str, Any]] = []
-    for item in custom_fields_values or []:
-        mapping = _as_mapping(item)
-        out: dict[str, Any] = {}
-        if mapping.get("field_id") is not None:
-            out["field_id"] = mapping["field_id"]
-        elif mapping.get("field_code"):
-            out["field_code"] = mapping["field_code"]
-        else:
-            continue
-        values = mapping.get("values")
-        # a select (single) field takes enum_id only: amoCRM refuses its enum_code (FieldNotExpected)
-        keys = _SELECT_WRITE_KEYS if mapping.get("field_type") == "select" else _WRITE_VALUE_KEYS
-        if values is None:
-            out["values"] = None
-        else:
-            out["values"] = [
-                {k: v for k, v in _as_mapping(value).items() if k in keys and v is not None} for value in values
-            ]
-        written.append(out)
-    return written
-
-
-def sanitize_for_write(body: Any) -> Any:
-    """A copy of a request body whose ``custom_fields_values`` are in write form (at any depth)."""
-    if isinstance(body, BaseModel):
-        body = body.model_dump(by_alias=True, exclude_none=True)
-    if isinstance(body, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in body.items():
-            if key == "custom_fields_values" and isinstance(value, list | tuple):
-                out[key] = to_write_form(value)
-            else:
-                out[key] = sanitize_for_write(value)
-        return out
-    if isinstance(body, list | tuple):
-        return [sanitize_for_write(item) for item in body]
-    return body
-
-
-# -- phone and email matching -------------------------------------------------------------------
-
-
-def normalize_phone(value: Any) -> str:
-    """Digits only; ``8XXXXXXXXXX`` and 10-digit national numbers become ``7XXXXXXXXXX``
-    (Russia and Kazakhstan share +7)."""
-    digits = re.sub(r"\D", "", str(value or ""))
-    if len(digits) == 11 and digits[0] == "8":
-        return "7" + digits[1:]
-    if len(digits) == 10:
-        return "7" + digits
-    return digits
-
-
-def phone_query_forms(phone: str) -> list[str]:
-    """The strings to search for one phone: amoCRM's ``query`` does not normalize phones, so
-    ``+7…``, ``8…`` and bare ``7…`` are different searches."""
-    digits = normalize_phone(phone)
-    if not digits:
-        return []
-    if len(digits) == 11 and digits.startswith("7"):
-        return [f"+{digits}", f"8{digits[1:]}", digits]
-    return [f"+{digits}", digits]
-
-
-def normalize_email(value: Any) -> str:
-    return str(value or "").strip().lower()
-
-
-# -- the client ---------------------------------------------------------------------------------
-
-ModelT = TypeVar("ModelT", bound=AmoModel)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
@@ -997,6 +612,9 @@ def _rekey(error: BatchItemsError, body: Sequence[Any], offset: int, done: list[
 
 
 __all__ = [
+    "LOST_STATUS_ID",
+    "MAX_PAGE_SIZE",
+    "WON_STATUS_ID",
     "AmoCrmClient",
     "AmoModel",
     "Catalog",
