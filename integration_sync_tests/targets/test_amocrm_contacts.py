@@ -4,14 +4,10 @@ migration of the flows' own indexes into it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from integration_sync.connectors.amocrm import AmoCrmClient
-from integration_sync.connectors.amocrm_auth import AmoAuth
 from integration_sync.defs.kaspi_amocrm.tables import FLOW as KASPI
 from integration_sync.defs.kaspi_amocrm.tables import KASPI_MIGRATIONS
 from integration_sync.defs.payments_amocrm.tables import FLOW as PAYMENTS
@@ -21,32 +17,12 @@ from integration_sync.sandbox import amocrm_schema as schema
 from integration_sync.sync.state import ENGINE_MIGRATIONS, read_lookup, read_state, write_lookup, write_state
 from integration_sync.sync.warehouse import Warehouse
 from integration_sync.targets.amocrm_contacts import AmoContactIndex, ContactKeyRule, legacy_scope
-from integration_sync_tests.connectors.sandbox_support import FAST_POLICY, Sandbox, running_sandbox
+from integration_sync_tests.connectors.sandbox_support import Sandbox
 
 TG = schema.AMO_CONTACT_FIELD_TG_ID
 RULE = ContactKeyRule(telegram_field_id=TG, region="RU")
 KASPI_RULE = ContactKeyRule(telegram_field_id=TG, region="KZ")
 NEW_MIGRATIONS = {"kaspi_0002_shared_contact_index", "payments_0003_shared_contact_index"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox(amocrm_contacts=0, kaspi_orders=0) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(sandbox: Sandbox) -> Sandbox:
-    sandbox.reset()
-    return sandbox
-
-
-@pytest.fixture
-def client(sb: Sandbox) -> Iterator[AmoCrmClient]:
-    token = str(next(t for t in sb.control("GET", "amocrm/tokens")["access_valid"] if "long" in t))
-    auth = AmoAuth(sb.env["AMO_BASE_URL"], long_lived_token=token)
-    with AmoCrmClient(sb.env["AMO_BASE_URL"], auth=auth, policy=FAST_POLICY) as amo:
-        yield amo
 
 
 def contact(n: int, *, phone: str | None = None, email: str | None = None, tg: str | None = None) -> dict[str, Any]:

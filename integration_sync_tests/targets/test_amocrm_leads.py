@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from integration_sync.connectors.amocrm import AmoCrmClient, Lead
-from integration_sync.connectors.amocrm_auth import AmoAuth
 from integration_sync.defs.resources import WarehouseResource
 from integration_sync.sandbox import amocrm_schema as schema
 from integration_sync.targets.amocrm_leads import AmoLeadIndex, LeadKeyRule
-from integration_sync_tests.connectors.sandbox_support import FAST_POLICY, Sandbox, running_sandbox
+from integration_sync_tests.connectors.sandbox_support import Sandbox
 
 PIPELINE = schema.AMO_PIPELINE_ID
 CODE_FIELD = schema.AMO_LEAD_ORDER_CODE_FIELD_ID
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with running_sandbox(amocrm_contacts=0, kaspi_orders=0) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(sandbox: Sandbox) -> Sandbox:
-    sandbox.reset()
-    return sandbox
-
-
-@pytest.fixture
-def client(sb: Sandbox, tmp_path: Path) -> Iterator[AmoCrmClient]:
-    token = str(next(t for t in sb.control("GET", "amocrm/tokens")["access_valid"] if "long" in t))
-    auth = AmoAuth(sb.env["AMO_BASE_URL"], long_lived_token=token)
-    with AmoCrmClient(sb.env["AMO_BASE_URL"], auth=auth, policy=FAST_POLICY) as amo:
-        yield amo
 
 
 def lead(code: str, *, field: bool = True, pipeline: int = PIPELINE) -> dict[str, Any]:
