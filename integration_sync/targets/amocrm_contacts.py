@@ -15,13 +15,14 @@ existing deployment reads only contacts changed since then, not every contact ag
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from integration_sync.connectors.amocrm import MAX_PAGE_SIZE, AmoCrmClient, Contact
 from integration_sync.sync.normalize import normalize_email, normalize_phone
 from integration_sync.sync.state import read_lookup, read_state, write_lookup, write_state
 from integration_sync.sync.warehouse import Warehouse
+from integration_sync.targets.amocrm_index import AccountIndex
 
 ENTITY = "contact_by_identity"
 WATERMARK = "contacts_updated_at"
@@ -69,21 +70,20 @@ class ContactKeyRule:
 
 
 @dataclass
-class AmoContactIndex:
+class AmoContactIndex(AccountIndex[str]):
     """Identity key → contact id of one amoCRM account (see the module docstring)."""
 
-    warehouse: Warehouse
-    account: str
     rule: ContactKeyRule
-    entries: dict[str, str] = field(default_factory=dict)
-    watermark: int = 0
-    refreshed: bool = False
-    requests: int = 0  # spent on refreshes in this run
-    _new: dict[str, str] = field(default_factory=dict)
 
     @property
-    def scope(self) -> str:
-        return f"amocrm:{self.account}"
+    def entity(self) -> str:
+        return ENTITY
+
+    def encode(self, value: str) -> str:
+        return value
+
+    def decode(self, text: str) -> str:
+        return text
 
     @property
     def watermark_key(self) -> str:
@@ -99,8 +99,7 @@ class AmoContactIndex:
         index = cls(warehouse, account, rule)
         if adopt is not None:
             index._adopt(legacy_scope(adopt))
-        index.entries = read_lookup(warehouse, index.scope, ENTITY)
-        index.watermark = int(read_state(warehouse, index.scope, index.watermark_key) or 0)
+        index._read()
         return index
 
     def _adopt(self, legacy: str) -> None:
@@ -149,10 +148,3 @@ class AmoContactIndex:
         for key in keys:
             if self.entries.get(key) != str(contact_id):
                 self.entries[key] = self._new[key] = str(contact_id)
-
-    def save(self) -> None:
-        """Persist what was learnt or created in this run, and the watermark."""
-        write_lookup(self.warehouse, self.scope, ENTITY, dict(self._new))
-        self._new.clear()
-        if self.refreshed:
-            write_state(self.warehouse, self.scope, self.watermark_key, str(self.watermark))

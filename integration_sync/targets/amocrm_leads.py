@@ -10,11 +10,11 @@ URL) and the key kind, so every flow matching the same kind of key on the same a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from integration_sync.connectors.amocrm import MAX_PAGE_SIZE, AmoCrmClient, Lead
-from integration_sync.sync.state import read_lookup, read_state, write_lookup, write_state
 from integration_sync.sync.warehouse import Warehouse
+from integration_sync.targets.amocrm_index import AccountIndex
 
 
 @dataclass(frozen=True)
@@ -57,21 +57,10 @@ class LeadKeyRule:
 
 
 @dataclass
-class AmoLeadIndex:
+class AmoLeadIndex(AccountIndex[LeadRef]):
     """External key → lead of one amoCRM account and key kind (see the module docstring)."""
 
-    warehouse: Warehouse
-    account: str
     rule: LeadKeyRule
-    entries: dict[str, LeadRef] = field(default_factory=dict)
-    watermark: int = 0
-    refreshed: bool = False
-    requests: int = 0  # spent on refreshes in this run
-    _new: dict[str, LeadRef] = field(default_factory=dict)
-
-    @property
-    def scope(self) -> str:
-        return f"amocrm:{self.account}"
 
     @property
     def entity(self) -> str:
@@ -81,11 +70,16 @@ class AmoLeadIndex:
     def watermark_key(self) -> str:
         return f"leads_updated_at:{self.rule.kind}:{self.rule.pipeline_id}"
 
+    def encode(self, value: LeadRef) -> str:
+        return value.encode()
+
+    def decode(self, text: str) -> LeadRef:
+        return LeadRef.decode(text)
+
     @classmethod
     def load(cls, warehouse: Warehouse, account: str, rule: LeadKeyRule) -> AmoLeadIndex:
         index = cls(warehouse, account, rule)
-        index.entries = {k: LeadRef.decode(v) for k, v in read_lookup(warehouse, index.scope, index.entity).items()}
-        index.watermark = int(read_state(warehouse, index.scope, index.watermark_key) or 0)
+        index._read()
         return index
 
     def refresh(self, client: AmoCrmClient, *, again: bool = False) -> None:
@@ -134,10 +128,3 @@ class AmoLeadIndex:
     def remember(self, key: str, ref: LeadRef) -> None:
         self.entries[key] = ref
         self._new[key] = ref
-
-    def save(self) -> None:
-        """Persist what was learnt or created in this run, and the watermark."""
-        write_lookup(self.warehouse, self.scope, self.entity, {k: v.encode() for k, v in self._new.items()})
-        self._new.clear()
-        if self.refreshed:
-            write_state(self.warehouse, self.scope, self.watermark_key, str(self.watermark))
