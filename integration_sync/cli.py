@@ -45,6 +45,16 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _init_instance(home: str) -> None:
+    """Create (or migrate) the instance's SQLite storage once, here, before the webserver's and the
+    daemon's code servers start: on a new DAGSTER_HOME they would otherwise race to create it, and the
+    loser fails to load the code location ("Error while importing code")."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(home):
+        pass
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the sandbox (when no credentials are configured), the Dagster webserver and daemon."""
     root = Path(args.project_dir).resolve()
@@ -53,6 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     env.setdefault("DAGSTER_HOME", str(root / "dagster_home"))
     env.setdefault("INTEGRATION_SYNC_DATA_DIR", str(root / "data"))
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    _init_instance(env["DAGSTER_HOME"])
     procs: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, frame: object) -> None:
