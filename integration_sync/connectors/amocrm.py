@@ -6,7 +6,8 @@ Every request goes through the shared HTTP policy with:
   and the request is sent once more, then ``AuthError``;
 - one rate budget for the whole integration: a ``RateLimiter`` (6.5 req/s, burst 1 by default)
   whose state file (``rate_state_path``) is shared by every process, so flows pushing at once
-  together stay under amoCRM's 7 req/s;
+  together stay under amoCRM's 7 req/s; the limiter also holds each request in amoCRM's one-second
+  window until a second after its answer, so a request that arrives late never makes eight;
 - 429 (an HTML page, no Retry-After): backoff, the shared limiter is penalized, then retried;
 - 403 with the HTML block page: ``BlockedError``, and a ``BlockFlag`` file next to the rate state
   (``block_state_path``) stops every process until an operator clears it or ``block_cooldown_s``
@@ -58,7 +59,9 @@ from integration_sync.connectors.amocrm_models import (
     FieldValue,
     Lead,
     Link,
+    LinkMetadata,
     Note,
+    NoteParams,
     Pipeline,
     Status,
     read_enum_ids,
@@ -75,6 +78,7 @@ SERVICE = "amocrm"
 API_PREFIX = "api/v4/"
 MAX_PAGE_SIZE = 250
 BATCH_LIMIT = 50  # leads/complex is capped at 50; the SDK advises 50 for plain batches too
+LIMIT_PER_S = 7  # amoCRM: at most 7 requests in any second per integration
 DEFAULT_RATE_PER_S = 6.5  # amoCRM allows 7/s per integration: stay just under
 DEFAULT_BLOCK_COOLDOWN_S = 3600.0
 
@@ -126,7 +130,9 @@ class AmoCrmClient(ServiceClient):
     ) -> None:
         self.root = account_root(base_url)
         self.auth = auth
-        self.limiter = limiter or RateLimiter(rate_per_s, burst, state_path=rate_state_path, name=SERVICE)
+        self.limiter = limiter or RateLimiter(
+            rate_per_s, burst, state_path=rate_state_path, name=SERVICE, window=(LIMIT_PER_S, 1.0)
+        )
         if block_state_path is None and rate_state_path is not None:
             block_state_path = Path(rate_state_path).with_suffix(".blocked.json")
         self.block = BlockFlag(name=SERVICE, state_path=block_state_path, cooldown_s=block_cooldown_s)
@@ -572,10 +578,8 @@ def _align(body: Sequence[Any], answer: Sequence[AmoModel], path: str) -> list[A
     keys = _expected_keys(body)
     by_key: dict[str, Any] = {}
     for result in answer:
-        raw = result.get("request_id")
-        for key in raw if isinstance(raw, list) else [raw]:
-            if key is not None:
-                by_key.setdefault(str(key), result)
+        for key in result.echoed_request_ids():
+            by_key.setdefault(key, result)
     if len(set(keys)) == len(keys) and all(key in by_key for key in keys):
         return [by_key[key] for key in keys]
     if len(answer) == len(body):
@@ -628,7 +632,9 @@ __all__ = [
     "FieldValue",
     "Lead",
     "Link",
+    "LinkMetadata",
     "Note",
+    "NoteParams",
     "Pipeline",
     "Status",
     "clear_field",

@@ -12,11 +12,17 @@ from pydantic import BaseModel
 
 from integration_sync.connectors.amocrm_models import (  # noqa: F401  (read_* re-exported for callers)
     AmoModel,
-    _as_mapping,
     _field_key,
     read_enum_ids,
     read_field_values,
 )
+
+
+def _as_mapping(item: Any) -> Mapping[str, Any]:
+    """Wire form of a model or a dict being serialized for a write."""
+    if isinstance(item, BaseModel):
+        return item.model_dump(exclude_none=True)
+    return item if isinstance(item, Mapping) else {}
 
 
 def field_value(field: int | str, *values: Any, enum_code: str | None = None) -> dict[str, Any]:

@@ -1,11 +1,10 @@
 """amoCRM (Kommo) API v4 wire models: pydantic models of contacts, leads, pipelines, fields, catalogs,
-notes and links, tolerant of extra keys and ``custom_fields_values: null``; they also answer
-``model["field"]`` / ``model.get("field")`` by wire name (``"_embedded"`` too)."""
+notes and links, tolerant of extra keys and ``custom_fields_values: null``. Callers read typed
+attributes only (``lead.embedded.contacts``, never ``lead["_embedded"]``)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -22,6 +21,11 @@ def _to_str(value: Any) -> Any:
     return None if value is None else str(value)
 
 
+def _empty_to_none(value: Any) -> Any:
+    # PHP's json_encode writes an empty object as ``[]`` (seen in amoCRM's own samples)
+    return None if value is None or value == [] else value
+
+
 def _to_str_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -33,33 +37,15 @@ def _to_str_list(value: Any) -> list[str]:
 OptStr = Annotated[str | None, BeforeValidator(_to_str)]
 
 
-@functools.cache
-def _wire_names(cls: type[BaseModel]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for name, info in cls.model_fields.items():
-        names[name] = name
-        if info.alias:
-            names[info.alias] = name
-    return names
-
-
 class AmoModel(BaseModel):
-    """Base of amoCRM entities: extra fields kept; read access by wire name like a dict."""
+    """Base of amoCRM entities: read through typed attributes; keys we do not model are kept in
+    ``model_extra`` (amoCRM adds keys without notice)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        name = _wire_names(type(self)).get(key)
-        if name is not None:
-            return getattr(self, name)
-        return (self.model_extra or {}).get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        missing = object()
-        value = self.get(key, missing)
-        if value is missing:
-            raise KeyError(key)
-        return value
+    def echoed_request_ids(self) -> list[str]:
+        """The ``request_id``s amoCRM echoed for this batch result (none for a read entity)."""
+        return []
 
 
 class FieldValue(AmoModel):
@@ -79,12 +65,24 @@ class CustomFieldValues(AmoModel):
     values: list[FieldValue] | None = None
 
 
+class LinkMetadata(AmoModel):
+    """A link's ``metadata``: quantity and catalog for a catalog element, ``is_main`` for a contact."""
+
+    quantity: int | float | None = None
+    catalog_id: int | None = None
+    price_id: int | None = None
+    is_main: bool | None = None
+
+
+OptLinkMetadata = Annotated[LinkMetadata | None, BeforeValidator(_empty_to_none)]
+
+
 class EntityRef(AmoModel):
     """A linked entity in ``_embedded`` (``is_main`` for a lead's contacts, ``metadata`` for items)."""
 
     id: int
     is_main: bool | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: OptLinkMetadata = None
 
 
 class Tag(AmoModel):
@@ -115,14 +113,14 @@ class WithCustomFields(AmoModel):
 
     def field_values(self, field: int | str) -> list[Any]:
         """The ``value``s of a custom field, by field id or field code."""
-        return read_field_values(self.custom_fields_values, field)
+        return _values_of(self.custom_fields_values or [], field)
 
     def field_value(self, field: int | str) -> Any:
         values = self.field_values(field)
         return values[0] if values else None
 
     def enum_ids(self, field: int | str) -> list[int]:
-        return read_enum_ids(self.custom_fields_values, field)
+        return _enum_ids_of(self.custom_fields_values or [], field)
 
 
 class Contact(WithCustomFields):
@@ -240,20 +238,33 @@ class CatalogElement(WithCustomFields):
     is_deleted: bool | None = None
     request_id: OptStr = None
 
+    def echoed_request_ids(self) -> list[str]:
+        return [self.request_id] if self.request_id is not None else []
+
 
 class Link(AmoModel):
     entity_id: int | None = None
     entity_type: OptStr = None
     to_entity_id: int
     to_entity_type: OptStr = None
-    metadata: dict[str, Any] | None = None
+    metadata: OptLinkMetadata = None
+
+
+class NoteParams(AmoModel):
+    """A note's ``params``: ``text`` for a common note; other note types' keys stay in model_extra."""
+
+    text: OptStr = None
 
 
 class Note(AmoModel):
     id: int
     entity_id: int | None = None
     note_type: OptStr = None
-    params: dict[str, Any] | None = None
+    params: Annotated[NoteParams | None, BeforeValidator(_empty_to_none)] = None
+
+    @property
+    def text(self) -> str:
+        return (self.params.text if self.params else None) or ""
 
 
 class Created(AmoModel):
@@ -263,6 +274,9 @@ class Created(AmoModel):
     request_id: OptStr = None
     entity_id: int | None = None
     updated_at: int | None = None
+
+    def echoed_request_ids(self) -> list[str]:
+        return [self.request_id] if self.request_id is not None else []
 
 
 class ComplexLeadResult(AmoModel):
@@ -274,43 +288,46 @@ class ComplexLeadResult(AmoModel):
     request_id: Annotated[list[str], BeforeValidator(_to_str_list)] = Field(default_factory=list)
     merged: bool = False
 
+    def echoed_request_ids(self) -> list[str]:
+        return list(self.request_id)
+
 
 # -- custom_fields_values helpers ---------------------------------------------------------------
 
 
-def _as_mapping(item: Any) -> Mapping[str, Any]:
-    if isinstance(item, BaseModel):
-        return item.model_dump(exclude_none=True)
-    return item if isinstance(item, Mapping) else {}
-
-
-def _matches(item: Mapping[str, Any], field: int | str) -> bool:
+def _matching(items: Iterable[CustomFieldValues], field: int | str) -> Iterator[CustomFieldValues]:
     key = _field_key(field)
     if "field_id" in key:
-        return item.get("field_id") is not None and str(item.get("field_id")) == str(key["field_id"])
-    return str(item.get("field_code") or "").upper() == str(key["field_code"]).upper()
+        wanted = str(key["field_id"])
+        return (item for item in items if item.field_id is not None and str(item.field_id) == wanted)
+    code = str(key["field_code"]).upper()
+    return (item for item in items if (item.field_code or "").upper() == code)
+
+
+def _values_of(items: Iterable[CustomFieldValues], field: int | str) -> list[Any]:
+    return [value.value for item in _matching(items, field) for value in item.values or []]
+
+
+def _enum_ids_of(items: Iterable[CustomFieldValues], field: int | str) -> list[int]:
+    return [v.enum_id for item in _matching(items, field) for v in item.values or [] if v.enum_id is not None]
+
+
+def _typed(custom_fields_values: Iterable[Any] | None) -> list[CustomFieldValues]:
+    """Wire dicts or models → models (anything else is skipped, as amoCRM's odd entries are)."""
+    return [
+        item if isinstance(item, CustomFieldValues) else CustomFieldValues.model_validate(item)
+        for item in custom_fields_values or []
+        if isinstance(item, CustomFieldValues | Mapping)
+    ]
 
 
 def read_field_values(custom_fields_values: Iterable[Any] | None, field: int | str) -> list[Any]:
     """The ``value``s of one field (by id or code) from a read-form ``custom_fields_values``."""
-    found: list[Any] = []
-    for item in custom_fields_values or []:
-        mapping = _as_mapping(item)
-        if _matches(mapping, field):
-            found.extend(_as_mapping(v).get("value") for v in mapping.get("values") or [])
-    return found
+    return _values_of(_typed(custom_fields_values), field)
 
 
 def read_enum_ids(custom_fields_values: Iterable[Any] | None, field: int | str) -> list[int]:
-    found: list[int] = []
-    for item in custom_fields_values or []:
-        mapping = _as_mapping(item)
-        if _matches(mapping, field):
-            for value in mapping.get("values") or []:
-                enum_id = _as_mapping(value).get("enum_id")
-                if isinstance(enum_id, int):
-                    found.append(enum_id)
-    return found
+    return _enum_ids_of(_typed(custom_fields_values), field)
 
 
 def _field_key(field: int | str) -> dict[str, Any]:

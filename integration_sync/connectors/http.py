@@ -6,6 +6,8 @@ with a tenacity retry loop:
 - connect errors / connect and pool timeouts (nothing sent): retried for every request;
 - read/write timeouts and errors, dropped connections: retried only when ``idempotent``,
   otherwise ``AmbiguousWriteError`` at once (the write may have been applied);
+- the rate limiter is told when each answer is in (``finished``), for limits the service counts per
+  window (amoCRM);
 - THROTTLED answers (per the connector's ``classify``): retried for every request (a throttled
   request was not applied) with exponential backoff and jitter, honouring ``Retry-After`` and
   penalizing the shared rate limiter; ``RateLimitedError`` once the attempts are used up;
@@ -486,11 +488,11 @@ class ApiClient:
             request.headers.update(self.auth.auth_headers())
         if self.limiter is not None:
             self.limiter.acquire()
-            self._check_block(where)  # tripped by another caller while we waited
         failure: Literal["connect", "after_send", "other"] | None = None
         detail = ""
         response: httpx.Response | None = None
         try:
+            self._check_block(where)  # tripped by another caller while we waited
             response = self._client.send(request)
         except _CONNECT_ERRORS as exc:
             failure, detail = "connect", self._describe(exc)
@@ -498,6 +500,9 @@ class ApiClient:
             failure, detail = "after_send", self._describe(exc)
         except httpx.HTTPError as exc:
             failure, detail = "other", self._describe(exc)
+        finally:
+            if self.limiter is not None:
+                self.limiter.finished()  # the service's window counts this request from its answer
 
         if failure == "connect":
             self.stats.add(connect_failures=1)

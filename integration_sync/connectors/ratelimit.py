@@ -5,6 +5,14 @@ negative, and each caller waits ``-tokens / rate`` seconds, so callers queue in 
 ``penalize(seconds)`` blocks every holder (in every process sharing the state file) until the
 penalty ends and empties the bucket, after a throttle answer from the service.
 
+With ``window=(n, seconds)`` the limiter also keeps the service's own rule, "at most n requests in
+any window of that many seconds", as the service sees it: a request counts from when it is sent
+until ``seconds`` after its answer came back (``finished()``). An even pace at the service's rate is
+not enough: a request that reaches the service late (a slow network, a descheduled thread) shares a
+window with the requests paced after it, and the service answers 429. Anchored on the answer, the
+request ``n`` places later can never share its window, whatever the delays; so the bucket can pace
+at the service's full rate.
+
 With ``state_path`` the state (tokens, last refill time, blocked-until) lives in a small JSON file
 guarded by an exclusive ``filelock`` lock held only for the read-modify-write, never while sleeping.
 Wall-clock time (``time.time``) is used because it is shared between processes.
@@ -16,13 +24,14 @@ passes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,8 @@ class _State:
     tokens: float
     updated_at: float
     blocked_until: float = 0.0
+    # [ticket, until] per request still counted in the service's window (``window`` only)
+    recent: list[list[Any]] = field(default_factory=list)
 
 
 class RateLimiter:
@@ -51,11 +62,19 @@ class RateLimiter:
         name: str,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        window: tuple[int, float] | None = None,
+        hold_s: float = 60.0,
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
         if burst < 1:
             raise ValueError("burst must be at least 1")
+        if window is not None and (window[0] < 1 or window[1] <= 0):
+            raise ValueError("window must be (at least 1 request, a positive number of seconds)")
+        self.window = window
+        self.hold_s = hold_s  # how long a request never reported finished (a crashed process) counts
+        self._local = threading.local()
+        self._tickets = itertools.count()
         self.rate = float(rate_per_s)
         self.burst = int(burst)
         self.name = name
@@ -78,6 +97,7 @@ class RateLimiter:
                 tokens=float(raw["tokens"]),
                 updated_at=float(raw["updated_at"]),
                 blocked_until=float(raw.get("blocked_until", 0.0)),
+                recent=[[str(ticket), float(until)] for ticket, until in raw.get("recent", [])],
             )
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return _State(tokens=float(self.burst), updated_at=now)
@@ -126,8 +146,50 @@ class RateLimiter:
             waited += wait
             # a penalty may have been imposed while we slept: honour it before going ahead
             wait = self._update(lambda state, now: max(0.0, state.blocked_until - now))
+        if self.window is not None:
+            waited += self._take_slot()
         self.waited_s += waited
         return waited
+
+    def _take_slot(self) -> float:
+        """Wait for a place in the service's window and hold it until ``finished()``."""
+        assert self.window is not None
+        limit, _ = self.window
+        ticket = f"{os.getpid()}.{threading.get_ident()}.{next(self._tickets)}"
+
+        def take(state: _State, now: float) -> float:
+            state.recent = [entry for entry in state.recent if entry[1] > now]
+            if now < state.blocked_until:
+                return state.blocked_until - now
+            if len(state.recent) < limit:
+                state.recent.append([ticket, now + self.hold_s])
+                return 0.0
+            ends = sorted(until for _, until in state.recent)
+            return float(ends[len(ends) - limit]) - now
+
+        waited = 0.0
+        while (wait := self._update(take)) > 0:
+            self._sleep(wait)
+            waited += wait
+        self._local.ticket = ticket
+        return waited
+
+    def finished(self) -> None:
+        """The request this thread last acquired for has its answer (or failed): with a ``window``, it
+        counts for ``window[1]`` seconds from now. Without a window, nothing to do."""
+        ticket = getattr(self._local, "ticket", None)
+        if self.window is None or ticket is None:
+            return
+        self._local.ticket = None
+        until = self.window[1]
+
+        def release(state: _State, now: float) -> float:
+            for entry in state.recent:
+                if entry[0] == ticket:
+                    entry[1] = now + until
+            return 0.0
+
+        self._update(release)
 
     def penalize(self, seconds: float) -> None:
         """Block every holder for ``seconds`` from now and drain the bucket (after a throttle)."""

@@ -152,7 +152,7 @@ def test_validation_errors_are_parsed_per_request_id() -> None:
     assert parse_amocrm_error(_response(401, json_body=revoked)).message == "Token has been revoked"
 
 
-def test_models_tolerate_nulls_and_extras_and_read_like_dicts() -> None:
+def test_models_tolerate_nulls_and_extras() -> None:
     lead = Lead.model_validate(
         {
             "id": 3912171,
@@ -170,11 +170,10 @@ def test_models_tolerate_nulls_and_extras_and_read_like_dicts() -> None:
         }
     )
     assert lead.is_closed and lead.contact_ids == [10971465] and lead.main_contact_id == 10971465
-    assert lead.field_values(1) == [] and lead["score"] is None
-    assert lead.get("_embedded").get("contacts")[0]["id"] == 10971465
-    assert lead.embedded.catalog_elements[0].metadata == {"quantity": 1, "catalog_id": 4521}
-    with pytest.raises(KeyError):
-        lead["nope"]
+    assert lead.field_values(1) == [] and lead.model_extra == {"score": None}
+    assert lead.embedded.contacts[0].id == 10971465
+    item = lead.embedded.catalog_elements[0].metadata
+    assert item is not None and (item.quantity, item.catalog_id) == (1, 4521)
     contact = Contact.model_validate({"id": 3, "custom_fields_values": READ_FORM, "_embedded": {"leads": [{"id": 1}]}})
     assert contact.phones() == ["+79123", "8916"] and contact.lead_ids == [1]
     pipeline = Pipeline.model_validate(
@@ -442,10 +441,10 @@ def test_leads_notes_links_and_catalogs(sb: Sandbox, client: AmoCrmClient) -> No
 
     notes = client.add_notes([(first.id, "Заказ Kaspi №1"), (second.id, "Заказ Kaspi №2")])
     assert [n.entity_id for n in notes] == [first.id, second.id]
-    assert [n.params for n in client.list_lead_notes(first.id)] == [{"text": "Заказ Kaspi №1"}]
+    assert [n.text for n in client.list_lead_notes(first.id)] == ["Заказ Kaspi №1"]
     before = client.requests_used
     both = client.list_notes(iter([first.id, second.id, first.id]), note_type="common")
-    assert sorted((n.entity_id, n.params["text"]) for n in both if n.params) == [  # one request, two leads
+    assert sorted((n.entity_id, n.text) for n in both) == [  # one request, two leads
         (first.id, "Заказ Kaspi №1"),
         (second.id, "Заказ Kaspi №2"),
     ]
@@ -469,7 +468,9 @@ def test_leads_notes_links_and_catalogs(sb: Sandbox, client: AmoCrmClient) -> No
         (second.id, created[1].id),
     ]
     items = [x for x in client.list_lead_links(first.id) if x.to_entity_type == "catalog_elements"]
-    assert [(x.to_entity_id, x.metadata) for x in items] == [(created[0].id, {"quantity": 2, "catalog_id": CATALOG_ID})]
+    assert [(x.to_entity_id, x.metadata and (x.metadata.quantity, x.metadata.catalog_id)) for x in items] == [
+        (created[0].id, (2, CATALOG_ID))
+    ]
 
 
 def test_a_json_403_is_an_auth_error_not_a_block(sb: Sandbox, client: AmoCrmClient) -> None:

@@ -456,6 +456,21 @@ def test_limiter_is_acquired_before_every_attempt(peer: Peer) -> None:
     assert client.stats.requests == 4
 
 
+def test_the_limiter_window_starts_when_the_answer_is_in(peer: Peer) -> None:
+    # at most 2 requests in any 0.5 s as the service counts them; the first answers after 0.3 s
+    limiter = RateLimiter(100.0, 10, name="peer", window=(2, 0.5), hold_s=5.0)
+    key = unique("win")
+    with make_client(peer, policy=HttpPolicy(timeout=2.0, max_attempts=1), limiter=limiter) as client:
+        started = time.monotonic()
+        client.request("GET", f"{key}-a?fail=1&mode=slow&delay=0.3", idempotent=True)
+        client.request("GET", f"{key}-b", idempotent=True)
+        client.request("GET", f"{key}-c", idempotent=True)  # waits until 0.5 s after the first answer
+        elapsed = time.monotonic() - started
+    # not 0.5 s after the first was sent (too early: it may have reached the service late), nor
+    # hold_s (the answer was reported)
+    assert 0.8 <= elapsed < 3.0
+
+
 def test_stats_label_defaults_to_the_path_under_the_base_url(peer: Peer) -> None:
     key = unique("lbl")
     with make_client(peer) as client:

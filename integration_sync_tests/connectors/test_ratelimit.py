@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from integration_sync.connectors.amocrm import AmoCrmClient
+from integration_sync.connectors.amocrm_auth import AmoAuth
 from integration_sync.connectors.ratelimit import RateLimiter
 
 
@@ -82,11 +84,64 @@ def test_a_penalty_imposed_while_waiting_is_honoured() -> None:
     assert waited == pytest.approx(6.0)
 
 
+# -- the service's window (amoCRM: at most 7 requests in any second, as amoCRM counts them) --------
+
+
+def test_window_counts_a_request_until_its_answer_plus_the_window() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(100.0, 10, name="t", clock=fake.clock, sleep=fake.sleep, window=(2, 1.0))
+    start = fake.now
+    limiter.acquire()
+    fake.now += 0.4  # a slow answer: the service may have counted it as late as now
+    limiter.finished()
+    limiter.acquire()
+    fake.now += 0.1
+    limiter.finished()
+    # the third may not share a second with the first as the service saw it: 1 s after its answer,
+    # not 1 s after it was sent (start + 1.0), which the token bucket alone would allow
+    assert limiter.acquire() == pytest.approx(1.4 - 0.5)
+    assert fake.now == pytest.approx(start + 1.4)
+
+
+def test_window_a_request_never_reported_finished_counts_for_hold_s() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(100.0, 10, name="t", clock=fake.clock, sleep=fake.sleep, window=(1, 1.0), hold_s=5.0)
+    start = fake.now
+    limiter.acquire()  # its caller crashed before the answer: it still counts, for hold_s at most
+    limiter.acquire()
+    assert fake.now == pytest.approx(start + 5.0)
+
+
+def test_window_is_shared_through_the_state_file(tmp_path: Path) -> None:
+    fake = FakeTime()
+    path = tmp_path / "amo-rate.json"
+    first, second = (
+        RateLimiter(100.0, 10, name=name, state_path=path, clock=fake.clock, sleep=fake.sleep, window=(1, 1.0))
+        for name in ("a", "b")
+    )
+    start = fake.now
+    first.acquire()
+    fake.now += 0.2
+    first.finished()
+    second.acquire()  # another process: waits for the first's request to leave the window
+    assert fake.now == pytest.approx(start + 1.2)
+    # the first has left the window; the second is held until its answer (hold_s at most)
+    assert [until for _, until in json.loads(path.read_text())["recent"]] == [pytest.approx(fake.now + 60.0)]
+
+
+def test_the_amocrm_client_keeps_amocrms_window(tmp_path: Path) -> None:
+    base = "https://example.amocrm.ru"
+    with AmoCrmClient(base, auth=AmoAuth(base, long_lived_token="t0ken"), rate_state_path=tmp_path / "r.json") as amo:
+        assert amo.limiter.window == (7, 1.0)  # amoCRM's limit: 7 requests in any second
+
+
 def test_invalid_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         RateLimiter(0, 1, name="t")
     with pytest.raises(ValueError):
         RateLimiter(1, 0, name="t")
+    with pytest.raises(ValueError):
+        RateLimiter(1, 1, name="t", window=(0, 1.0))
 
 
 def _assert_within_rate(stamps: list[float], rate: float, burst: int, slack: float = 1.0) -> None:
@@ -122,7 +177,9 @@ def test_threads_sharing_one_limiter_stay_within_rate() -> None:
 WORKER = textwrap.dedent(
     """
     import json, sys, time
-    from integration_sync.connectors.ratelimit import RateLimiter
+    from integration_sync.connectors.amocrm import AmoCrmClient
+from integration_sync.connectors.amocrm_auth import AmoAuth
+from integration_sync.connectors.ratelimit import RateLimiter
     state, out, start_at, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
     limiter = RateLimiter(20.0, 2, state_path=state, name="shared")
     time.sleep(max(0.0, start_at - time.time()))

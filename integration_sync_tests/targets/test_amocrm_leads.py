@@ -53,19 +53,19 @@ def test_first_read_pages_by_250_then_only_what_changed(sb: Sandbox, client: Amo
     # the newest change stands alone in its second, so the watermark's second (read again, inclusive)
     # holds one lead, not every lead created in the same second as the last batch
     time.sleep(1.1)
-    client.update_leads([{"id": made[1]["id"], "price": 7}])
+    client.update_leads([{"id": made[1].id, "price": 7}])
     index = AmoLeadIndex.load(store, client.root, rule())
     before = answered(client)
     index.refresh(client)
     assert answered(client) - before == 2  # 300 leads of the pipeline, 250 per page
     assert len(index.entries) == 300 and index.get("7") is not None and index.get("site") is None
-    assert index.get("7").lead_id == str(made[7]["id"])  # type: ignore[union-attr]
+    assert index.get("7").lead_id == str(made[7].id)  # type: ignore[union-attr]
     index.save()
 
     # a later run (a new process) reads only leads updated since the watermark (a second later:
     # leads of the watermark's own second are read again)
     time.sleep(1.1)
-    client.update_leads([{"id": made[0]["id"], "price": 5}])
+    client.update_leads([{"id": made[0].id, "price": 5}])
     again = AmoLeadIndex.load(store, client.root, rule())
     assert len(again.entries) == 300 and again.watermark == index.watermark
     before = answered(client)
@@ -80,4 +80,4 @@ def test_a_key_doubled_in_amocrm_keeps_the_oldest_lead(sb: Sandbox, client: AmoC
     client.create_leads([lead("5", field=False)])
     index = AmoLeadIndex.load(store, client.root, rule())
     index.refresh(client)
-    assert index.get("5").lead_id == str(first["id"])  # type: ignore[union-attr]
+    assert index.get("5").lead_id == str(first.id)  # type: ignore[union-attr]

@@ -128,7 +128,7 @@ class KaspiLeadsDestination:
             self._noted.update({str(lead_id): False for lead_id in unknown})
             for note in notes:
                 owner = str(note.entity_id)
-                text = str((note.params or {}).get("text") or "")
+                text = note.text
                 if owner in code_of and is_order_note(text, code_of[owner]):
                     self._noted[owner] = True
         return {lead for lead in leads.values() if self._noted.get(lead)}
@@ -169,9 +169,9 @@ class KaspiLeadsDestination:
         for chunk in _chunks(complex_items):
             answer = self.client.create_leads_complex([body for _, body in chunk])
             for (change, _), created in zip(chunk, answer, strict=True):
-                ids[change.key] = {"lead": str(created["id"]), "contact": str(created["contact_id"])}
-                self._remember_contact(change.payload["contact"]["phone"], str(created["contact_id"]))
-                self.leads.remember(change.key, LeadRef(str(created["id"]), str(created["contact_id"])))
+                ids[change.key] = {"lead": str(created.id), "contact": str(created.contact_id)}
+                self._remember_contact(change.payload["contact"]["phone"], str(created.contact_id))
+                self.leads.remember(change.key, LeadRef(str(created.id), str(created.contact_id)))
         plain = []
         for change in later:
             contact = ids.get(change.key, {}).get("contact") or self._contact_of(change.payload["contact"]["phone"])
@@ -180,8 +180,8 @@ class KaspiLeadsDestination:
         for chunk in _chunks(plain):
             created_leads = self.client.create_leads([body for _, body in chunk])
             for (change, _), lead in zip(chunk, created_leads, strict=True):
-                ids[change.key]["lead"] = str(lead["id"])
-                self.leads.remember(change.key, LeadRef(str(lead["id"]), ids[change.key].get("contact")))
+                ids[change.key]["lead"] = str(lead.id)
+                self.leads.remember(change.key, LeadRef(str(lead.id), ids[change.key].get("contact")))
         return self._finish(ids, creates)
 
     def _lead_body(self, change: Change, contact_id: str | None) -> dict[str, Any]:
@@ -302,25 +302,22 @@ class KaspiLeadsDestination:
         for element in self.client.iter_catalog_elements(self.settings.catalog_id):
             code = self._element_code(element)
             if code and code not in self.indexes.elements_by_code:
-                self.indexes.elements_by_code[code] = str(element["id"])
-                self.indexes.new_elements[code] = str(element["id"])
+                self.indexes.elements_by_code[code] = str(element.id)
+                self.indexes.new_elements[code] = str(element.id)
         missing = [item for code, item in wanted.items() if code not in self.indexes.elements_by_code]
         for chunk in _chunks(missing):
             bodies = [self._element_body(item) for item in chunk]
             created = self.client.create_catalog_elements(self.settings.catalog_id, bodies)
             for item, element in zip(chunk, created, strict=True):
-                self.indexes.elements_by_code[item["code"]] = str(element["id"])
-                self.indexes.new_elements[item["code"]] = str(element["id"])
+                self.indexes.elements_by_code[item["code"]] = str(element.id)
+                self.indexes.new_elements[item["code"]] = str(element.id)
 
     def _element_code(self, element: CatalogElement) -> str | None:
-        for item in element.get("custom_fields_values") or []:
-            if (self.catalog.sku_field_id and item.get("field_id") == self.catalog.sku_field_id) or item.get(
-                "field_code"
-            ) == "SKU":
-                values = item.get("values") or []
-                if values:
-                    return str(values[0].get("value"))
-        name = str(element.get("name") or "")
+        sku_id = self.catalog.sku_field_id
+        for item in element.custom_fields_values or []:
+            if ((sku_id and item.field_id == sku_id) or item.field_code == "SKU") and item.values:
+                return str(item.values[0].value)
+        name = element.name or ""
         if name.endswith("]") and " [" in name:
             return name.rsplit(" [", 1)[1][:-1]
         return None

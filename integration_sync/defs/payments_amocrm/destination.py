@@ -160,11 +160,7 @@ class PaymentsDestination:
             if target.contact_id:
                 ids["contact"] = str(target.contact_id)
             note = next(
-                (
-                    n.id
-                    for n in notes
-                    if n.entity_id == target.lead_id and has_note_for(str((n.params or {}).get("text") or ""), key)
-                ),
+                (n.id for n in notes if n.entity_id == target.lead_id and has_note_for(n.text, key)),
                 None,
             )
             if note is not None:
@@ -336,7 +332,7 @@ class PaymentsDestination:
             return
         noted: dict[str, tuple[int, int]] = {}
         for note in sorted(self.client.list_notes(touched, note_type="common"), key=lambda n: n.id):
-            for line in str((note.params or {}).get("text") or "").splitlines():
+            for line in note.text.splitlines():
                 if line.startswith(NOTE_PREFIX) and note.entity_id is not None:
                     noted.setdefault(line.removeprefix(NOTE_PREFIX), (int(note.entity_id), note.id))
         amounts = self.ledger.amounts(noted)  # only payments this warehouse holds can be counted by it
