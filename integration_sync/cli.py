@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -15,15 +14,19 @@ from pathlib import Path
 
 import httpx
 
-# Variables whose presence means "real accounts are configured"; without any, `up` uses the sandbox.
-CREDENTIAL_VARS = ("ABCP_BASE_URL", "ABCP_USERPSW", "B24_WEBHOOK_URL", "KASPI_TOKEN", "AMO_BASE_URL")
+from integration_sync.lib.registry import CommandGroups, plugins
+from integration_sync.lib.settings_files import load_dotenv
 
 
-def _load_dotenv(path: Path) -> None:
-    if path.exists():
-        from dotenv import load_dotenv
+def credential_vars() -> tuple[str, ...]:
+    """Variables whose presence means "real accounts are configured" (each flow names its own);
+    without any, `up` uses the sandbox."""
+    return tuple(dict.fromkeys(name for flow in plugins() for name in flow.source_vars))
 
-        load_dotenv(path, override=False)
+
+def receiver_vars() -> tuple[str, ...]:
+    """Variables of which one set means a flow has receiver routes to serve."""
+    return tuple(dict.fromkeys(name for flow in plugins() for name in flow.receiver_vars))
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -58,7 +61,7 @@ def _init_instance(home: str) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the sandbox (when no credentials are configured), the Dagster webserver and daemon."""
     root = Path(args.project_dir).resolve()
-    _load_dotenv(root / ".env")
+    load_dotenv(root / ".env")
     env = dict(os.environ)
     env.setdefault("DAGSTER_HOME", str(root / "dagster_home"))
     env.setdefault("INTEGRATION_SYNC_DATA_DIR", str(root / "data"))
@@ -77,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return proc
 
     try:
-        sandbox = args.sandbox or not any(env.get(name) for name in CREDENTIAL_VARS)
+        sandbox = args.sandbox or not any(env.get(name) for name in credential_vars())
         if sandbox:
             from integration_sync.sandbox.env import sandbox_env
 
@@ -94,18 +97,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             _wait_http(f"{base}/_sandbox/stats", 60, proc)
             own_secret = env.get("PLATFORM_WEBHOOK_SECRET")
-            env.update(sandbox_env(base, f"http://{args.host}:{args.webhook_port}/webhook/payment"))
+            env.update(sandbox_env(base, f"http://{args.host}:{args.webhook_port}"))
             if own_secret:  # .env's secret wins over the platform emulator's published one
                 env["PLATFORM_WEBHOOK_SECRET"] = own_secret
             print(f"sandbox: no credentials in .env, every connector points at {base}", flush=True)
-        if env.get("PLATFORM_WEBHOOK_SECRET"):
+        if any(env.get(name) for name in receiver_vars()):
             hook = start(
                 [_bin("integration-sync"), "webhooks", "serve", "--host", args.host, "--port", str(args.webhook_port)]
             )
             _wait_http(f"http://{args.host}:{args.webhook_port}/webhook/health", 60, hook)
-            print(f"webhook receiver: http://{args.host}:{args.webhook_port}/webhook/payment", flush=True)
+            print(f"webhook receiver: http://{args.host}:{args.webhook_port}/webhook/", flush=True)
         else:
-            print("webhook receiver not started: PLATFORM_WEBHOOK_SECRET is not set", flush=True)
+            print(f"webhook receiver not started: none of {', '.join(receiver_vars())} is set", flush=True)
         workspace = str(root / "workspace.yaml")
         web = start([_bin("dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)])
         start([_bin("dagster-daemon"), "run", "-w", workspace])
@@ -125,6 +128,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from integration_sync import doctor
+
+    load_dotenv(Path(args.project_dir).resolve() / ".env")
+    code, text = doctor.run(os.environ, args.flow or (), as_json=args.json)
+    print(text, file=sys.stderr if code == 2 else sys.stdout)
+    return code
 
 
 def cmd_webhooks_serve(args: argparse.Namespace) -> int:
@@ -151,62 +163,9 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 def cmd_sandbox_env(args: argparse.Namespace) -> int:
     from integration_sync.sandbox.env import sandbox_env
 
-    webhook_url = f"http://{args.webhook_host}:{args.webhook_port}/webhook/payment"
-    for key, value in sandbox_env(f"http://{args.host}:{args.port}", webhook_url).items():
+    receiver = f"http://{args.webhook_host}:{args.webhook_port}"
+    for key, value in sandbox_env(f"http://{args.host}:{args.port}", receiver).items():
         print(f"export {key}={_quote(value)}")
-    return 0
-
-
-def cmd_sandbox_send_payments(args: argparse.Namespace) -> int:
-    """Play the education platform: send signed payment webhooks to the receiver, print a JSON summary."""
-    from integration_sync.sandbox.platform import Customer, fetch_known_customers, send_payments
-
-    _load_dotenv(Path(args.project_dir).resolve() / ".env")
-    secret = os.environ.get("PLATFORM_WEBHOOK_SECRET", "")
-    if not secret.strip():
-        print(
-            "error: PLATFORM_WEBHOOK_SECRET is not set: the receiver's signing secret, from the environment or "
-            '.env (for the sandbox: eval "$(integration-sync sandbox env)")',
-            file=sys.stderr,
-        )
-        return 2
-    url = (
-        args.url
-        or os.environ.get("WEBHOOK_URL")
-        or (
-            f"http://{os.environ.get('WEBHOOK_HOST') or '127.0.0.1'}:{os.environ.get('WEBHOOK_PORT') or '8001'}"
-            "/webhook/payment"
-        )
-    )
-    sandbox_url = args.sandbox_url or os.environ.get("SANDBOX_BASE_URL")
-    known: list[Customer] = []
-    if not sandbox_url:
-        print("warning: no --sandbox-url or SANDBOX_BASE_URL: sending new customers only", file=sys.stderr)
-    else:
-        try:
-            known = fetch_known_customers(sandbox_url)
-        except (httpx.HTTPError, ValueError) as exc:
-            print(
-                f"warning: amoCRM sandbox contacts unavailable at {sandbox_url} ({type(exc).__name__}): "
-                "sending new customers only",
-                file=sys.stderr,
-            )
-    try:
-        summary = send_payments(
-            url,
-            secret,
-            args.count,
-            rate=args.rate,
-            duplicates=args.duplicates,
-            bad_signatures=args.bad_signatures,
-            concurrency=args.concurrency,
-            seed=args.seed,
-            known_customers=known,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -214,27 +173,6 @@ def _quote(value: str) -> str:
     import shlex
 
     return shlex.quote(value)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
-    return value
 
 
 def _env_port(name: str, default: int) -> int:
@@ -260,7 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--project-dir", default=".")
     up.set_defaults(func=cmd_up)
 
-    webhooks = sub.add_parser("webhooks", help="the webhook receiver (payments)")
+    doctor = sub.add_parser("doctor", help="each flow's configuration: configured, not configured, or what is missing")
+    doctor.add_argument("--flow", action="append", help="only this flow (repeatable)")
+    doctor.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    doctor.add_argument("--project-dir", default=".", help="where .env is read from")
+    doctor.set_defaults(func=cmd_doctor)
+
+    webhooks = sub.add_parser("webhooks", help="the webhook receiver (every flow's routes)")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
     receiver = webhooks_sub.add_parser("serve", help="receive signed webhooks into the inbox")
     receiver.add_argument("--host", default=os.environ.get("WEBHOOK_HOST", "127.0.0.1"))
@@ -283,23 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--webhook-host", default="127.0.0.1", help="the receiver WEBHOOK_URL points at")
     env.add_argument("--webhook-port", type=int, default=8001)
     env.set_defaults(func=cmd_sandbox_env)
-    send = sandbox_sub.add_parser(
-        "send-payments", help="play the education platform: send signed payment webhooks, print a JSON summary"
-    )
-    send.add_argument("--count", type=_positive_int, required=True, help="requests to send")
-    send.add_argument("--rate", type=_positive_float, help="requests per second (default: as fast as possible)")
-    send.add_argument("--duplicates", type=_share, default=0.0, help="share re-sending a sent payment (409)")
-    send.add_argument("--bad-signatures", type=_share, default=0.0, help="share sent wrongly signed (401)")
-    send.add_argument("--url", help="default $WEBHOOK_URL, else http://$WEBHOOK_HOST:$WEBHOOK_PORT/webhook/payment")
-    send.add_argument("--sandbox-url", help="amoCRM sandbox for known customers (default $SANDBOX_BASE_URL)")
-    send.add_argument("--seed", type=int, help="same seed, same payments (default: a new one, in the summary)")
-    send.add_argument("--concurrency", type=_positive_int, default=8, help="parallel connections")
-    send.add_argument("--project-dir", default=".", help="where .env is read from")
-    send.set_defaults(func=cmd_sandbox_send_payments)
+    groups = CommandGroups(root=sub, sandbox=sandbox_sub)
+    for flow in plugins():
+        if flow.add_commands is not None:
+            flow.add_commands(groups)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv(Path(".env"))  # before the parser reads its defaults (ports, hosts) from the environment
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -14,9 +14,12 @@ import dagster as dg
 import httpx
 import pytest
 
-from integration_sync.defs.abcp_bitrix24.assets import abcp_users, bitrix24_user_deals
-from integration_sync.defs.kaspi_amocrm.assets import amocrm_kaspi_leads, kaspi_orders
-from integration_sync.defs.payments_amocrm.assets import amocrm_payment_leads, payment_events
+from integration_sync.defs.abcp_bitrix24.assets import abcp_users
+from integration_sync.defs.abcp_bitrix24.definitions import bitrix24_user_deals
+from integration_sync.defs.kaspi_amocrm.assets import kaspi_orders
+from integration_sync.defs.kaspi_amocrm.definitions import amocrm_kaspi_leads
+from integration_sync.defs.payments_amocrm.assets import payment_events
+from integration_sync.defs.payments_amocrm.definitions import amocrm_payment_leads
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
 from integration_sync_tests.abcp_bitrix24 import flow as abcp

@@ -5,7 +5,8 @@ saved, kill the integration. So:
 
 - ``TokenStore(path)`` is a small SQLite file (WAL) holding one pair per account (access, refresh,
   expires_at, updated_at). Tokens given in the configuration (``.env``) are migrated into it once,
-  when it has no row for the account; from then on the store wins.
+  when it has no row for the account; from then on the store wins. ``adopt(old_path, account)``
+  moves an account's pair out of an older store file once (an upgrade keeps its pair).
 - A refresh takes an exclusive ``filelock`` lock next to the store, re-reads the pair (another
   process may have refreshed already: then that pair is used and nothing is sent), calls
   ``POST {base}/oauth2/access_token`` and saves the new pair in one transaction BEFORE releasing
@@ -253,6 +254,23 @@ class TokenStore:
     def accounts(self) -> list[str]:
         with self._connect() as conn:
             return [str(row[0]) for row in conn.execute("SELECT account FROM oauth_tokens ORDER BY account")]
+
+    def adopt(self, legacy_path: str | Path, account: str) -> bool:
+        """Move the account's pair from an older store file into this one, once: only when this
+        store has no pair for the account and the old file has one. The row leaves the old file
+        (under its refresh lock), so a stale, already-used refresh token is never adopted twice."""
+        legacy_file = Path(legacy_path)
+        if not legacy_file.exists() or self.get(account) is not None:
+            return False
+        legacy = TokenStore(legacy_file, lock_timeout_s=self.lock_timeout_s)
+        with legacy.lock():
+            pair = legacy.get(account)
+            if pair is None:
+                return False
+            self.insert_if_absent(account, pair)  # before the delete: a crash between keeps the pair
+            legacy.delete(account)
+        logger.info("amoCRM: tokens of %s moved from %s to %s", account, legacy_file.name, self.path.name)
+        return True
 
 
 # -- the credentials hook -----------------------------------------------------------------------

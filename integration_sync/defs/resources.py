@@ -22,7 +22,7 @@ from integration_sync.connectors.abcp import DEFAULT_POLICY as ABCP_POLICY
 from integration_sync.connectors.abcp import AbcpClient
 from integration_sync.connectors.amocrm import DEFAULT_POLICY as AMOCRM_POLICY
 from integration_sync.connectors.amocrm import AmoCrmClient
-from integration_sync.connectors.amocrm_auth import AmoAuth, TokenStore
+from integration_sync.connectors.amocrm_auth import AmoAuth, TokenStore, account_root
 from integration_sync.connectors.bitrix24 import Bitrix24Client
 from integration_sync.connectors.ratelimit import RateLimiter
 from integration_sync.defs.migrations import MIGRATIONS
@@ -94,8 +94,14 @@ class AbcpResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
 
+def account_hash(url: str) -> str:
+    """A short, stable name for the account (amoCRM) or portal (Bitrix24) at ``url``: its host."""
+    return hashlib.sha256(urlsplit(url.strip()).netloc.encode()).hexdigest()[:12]
+
+
 class Bitrix24Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """A Bitrix24 portal through an inbound webhook; the request budget is shared by every process."""
+    """A Bitrix24 portal through an inbound webhook; the request budget is shared by every process
+    calling the same portal (one rate state file per portal)."""
 
     webhook_url: str
     rate_per_s: float = 2.0
@@ -103,14 +109,19 @@ class Bitrix24Resource(dg.ConfigurableResource):  # type: ignore[type-arg]
     state_dir: str = "data/state"
 
     def client(self) -> Bitrix24Client:
-        portal = urlsplit(self.webhook_url).netloc
-        name = "bitrix24-" + hashlib.sha256(portal.encode()).hexdigest()[:12]
+        name = "bitrix24-" + account_hash(self.webhook_url)
         limiter = RateLimiter(self.rate_per_s, self.burst, state_path=Path(self.state_dir) / f"{name}.json", name=name)
         return Bitrix24Client(self.webhook_url, limiter=limiter)
 
 
+LEGACY_AMOCRM_TOKENS = "amocrm-tokens.sqlite"  # the one store of every account before issue 10
+
+
 class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """amoCRM through OAuth (tokens kept in the state store) or a long-lived token; 7 req/s shared."""
+    """amoCRM through OAuth (tokens kept in the state store) or a long-lived token; 7 req/s shared.
+
+    The token store and the rate state are files per account (named by the base URL's host), so
+    flows on one account share its pair and budget, and two accounts never do."""
 
     base_url: str
     client_id: str = ""
@@ -124,8 +135,14 @@ class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     retry_attempts: int = 5
     retry_backoff_s: float = 1.0
 
+    def token_store_path(self) -> Path:
+        return Path(self.state_dir) / f"amocrm-{account_hash(account_root(self.base_url))}-tokens.sqlite"
+
+    def rate_state_path(self) -> Path:
+        return Path(self.state_dir) / f"amocrm-{account_hash(account_root(self.base_url))}-rate.json"
+
     def client(self) -> AmoCrmClient:
-        state = Path(self.state_dir)
+        store = TokenStore(self.token_store_path())
         auth = AmoAuth(
             base_url=self.base_url,
             client_id=self.client_id,
@@ -134,14 +151,17 @@ class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             initial_access_token=self.access_token,
             initial_refresh_token=self.refresh_token,
             long_lived_token=self.long_lived_token or None,
-            store=TokenStore(state / "amocrm-tokens.sqlite"),
+            store=store,
         )
+        if auth.mode == "oauth":
+            # an installed deployment keeps its OAuth pair: the pre-issue-10 single store is adopted once
+            store.adopt(Path(self.state_dir) / LEGACY_AMOCRM_TOKENS, auth.account)
         policy = replace(AMOCRM_POLICY, max_attempts=self.retry_attempts, backoff_base=self.retry_backoff_s)
         return AmoCrmClient(
             self.base_url,
             auth=auth,
             rate_per_s=self.rate_per_s,
-            rate_state_path=state / "amocrm-rate.json",
+            rate_state_path=self.rate_state_path(),
             policy=policy,
         )
 
@@ -165,26 +185,54 @@ def abcp_resource() -> AbcpResource:
     )
 
 
-def bitrix24_resource() -> Bitrix24Resource:
+def account_var(prefix: str, name: str) -> str:
+    """The variable a flow's account setting comes from: ``{prefix}{name}`` when it is set and not
+    empty, else the shared default ``name``."""
+    if prefix and os.environ.get(prefix + name, "").strip():
+        return prefix + name
+    return name
+
+
+def bitrix24_resource(prefix: str = "") -> Bitrix24Resource:
+    """The Bitrix24 portal of a flow: ``{prefix}B24_*`` where set, else the shared ``B24_*``."""
+
+    def var(name: str) -> str:
+        return account_var(prefix, name)
+
     return Bitrix24Resource(
-        webhook_url=dg.EnvVar("B24_WEBHOOK_URL"),
-        rate_per_s=env_float("B24_RATE_PER_S", 2.0),
-        burst=env_int("B24_BURST", 50) or 50,
+        webhook_url=dg.EnvVar(var("B24_WEBHOOK_URL")),
+        rate_per_s=env_float(var("B24_RATE_PER_S"), 2.0),
+        burst=env_int(var("B24_BURST"), 50) or 50,
         state_dir=str(data_dir() / "state"),
     )
 
 
-def amocrm_resource() -> AmoCrmResource:
+def amocrm_resource(prefix: str = "") -> AmoCrmResource:
+    """The amoCRM account of a flow: ``{prefix}AMO_*`` where set, else the shared ``AMO_*``. A flow with
+    its own ``{prefix}AMO_BASE_URL`` takes its credentials only from its own variables: another
+    account's tokens are never sent to its host."""
+
+    def var(name: str) -> str:
+        return account_var(prefix, name)
+
+    own = var("AMO_BASE_URL") != "AMO_BASE_URL"
+
+    def credential(name: str) -> str:
+        return prefix + name if own else name
+
+    def secret(name: str) -> str | dg.EnvVar:
+        return dg.EnvVar(credential(name)) if env_str(credential(name)) else ""
+
     return AmoCrmResource(
-        base_url=dg.EnvVar("AMO_BASE_URL"),
-        client_id=env_str("AMO_CLIENT_ID"),
-        client_secret=dg.EnvVar("AMO_CLIENT_SECRET") if env_str("AMO_CLIENT_SECRET") else "",
-        redirect_uri=env_str("AMO_REDIRECT_URI"),
-        access_token=dg.EnvVar("AMO_ACCESS_TOKEN") if env_str("AMO_ACCESS_TOKEN") else "",
-        refresh_token=dg.EnvVar("AMO_REFRESH_TOKEN") if env_str("AMO_REFRESH_TOKEN") else "",
-        long_lived_token=dg.EnvVar("AMO_LONG_LIVED_TOKEN") if env_str("AMO_LONG_LIVED_TOKEN") else "",
-        rate_per_s=env_float("AMO_RATE_PER_S", 6.8),
+        base_url=dg.EnvVar(var("AMO_BASE_URL")),
+        client_id=env_str(credential("AMO_CLIENT_ID")),
+        client_secret=secret("AMO_CLIENT_SECRET"),
+        redirect_uri=env_str(credential("AMO_REDIRECT_URI")),
+        access_token=secret("AMO_ACCESS_TOKEN"),
+        refresh_token=secret("AMO_REFRESH_TOKEN"),
+        long_lived_token=secret("AMO_LONG_LIVED_TOKEN"),
+        rate_per_s=env_float(var("AMO_RATE_PER_S"), 6.8),
         state_dir=str(data_dir() / "state"),
-        retry_attempts=env_int("AMO_HTTP_RETRIES", 5) or 5,
-        retry_backoff_s=env_float("AMO_HTTP_BACKOFF_S", 1.0),
+        retry_attempts=env_int(var("AMO_HTTP_RETRIES"), 5) or 5,
+        retry_backoff_s=env_float(var("AMO_HTTP_BACKOFF_S"), 1.0),
     )

@@ -1,4 +1,5 @@
-"""The payment webhook receiver app: ``create_app(settings) -> Starlette``.
+"""The webhook receiver app: ``create_app(settings) -> Starlette``, with every flow's routes (a flow
+registers them through its `FlowPlugin.routes`) and the payments flow's endpoint, `payment_routes`.
 
 ``POST /webhook/payment``, in this order:
 
@@ -33,10 +34,12 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
@@ -44,9 +47,10 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from integration_sync.connectors.redaction import register_secrets
+from integration_sync.lib.registry import ReceiverContext, plugins
 from integration_sync.webhooks.inbox import EventStatus, Inbox, InboxWriter, payment_key
 from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
@@ -138,11 +142,10 @@ def _parse(body: bytes) -> tuple[str, PaymentWebhook]:
         raise _Reject(422, {"error": "invalid payload", "details": details}) from None
 
 
-def create_app(settings: ReceiverSettings) -> Starlette:
-    """The receiver app; its inbox is ``app.state.inbox``."""
-    register_secrets(settings.secret.get_secret_value())
-    inbox = Inbox(settings.inbox_path)
-    writer = InboxWriter(inbox)
+def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
+    """`POST /webhook/payment`, registered by the payments flow (see the module docstring)."""
+    settings: ReceiverSettings = context.app_state.settings
+    writer: InboxWriter = context.app_state.writer
 
     async def payment(request: Request) -> Response:
         started = time.monotonic()
@@ -185,6 +188,16 @@ def create_app(settings: ReceiverSettings) -> Starlette:
         )
         return JSONResponse(answer, status_code=code)
 
+    return [Route("/webhook/payment", payment, methods=["POST"])]
+
+
+def create_app(settings: ReceiverSettings) -> Starlette:
+    """The receiver app: `/webhook/health` and every flow's routes (`FlowPlugin.routes`); its inbox is
+    ``app.state.inbox``."""
+    register_secrets(settings.secret.get_secret_value())
+    inbox = Inbox(settings.inbox_path)
+    writer = InboxWriter(inbox)
+
     async def health(request: Request) -> Response:
         try:
             count = await run_in_threadpool(inbox.count)
@@ -197,13 +210,13 @@ def create_app(settings: ReceiverSettings) -> Starlette:
         yield
         writer.close()
 
-    app = Starlette(
-        routes=[
-            Route("/webhook/payment", payment, methods=["POST"]),
-            Route("/webhook/health", health, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    state = SimpleNamespace(settings=settings, inbox=inbox, writer=writer)
+    context = ReceiverContext(env=os.environ, app_state=state)
+    routes: list[BaseRoute] = [Route("/webhook/health", health, methods=["GET"])]
+    for flow in plugins():
+        if flow.routes is not None:
+            routes.extend(flow.routes(context))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.inbox = inbox
     app.state.writer = writer
     app.state.settings = settings

@@ -11,19 +11,15 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import httpx
 
-from integration_sync.defs.abcp_bitrix24.assets import abcp_user_changes, abcp_users, bitrix24_user_deals
-from integration_sync.defs.abcp_bitrix24.checks import (
-    rejected_share_below_threshold,
-    synced_users_have_contact_and_deal,
-)
-from integration_sync.defs.abcp_bitrix24.resources import users_pipeline_resource
-from integration_sync.defs.resources import abcp_resource, bitrix24_resource, warehouse_resource
+from integration_sync.defs.abcp_bitrix24.assets import abcp_user_changes, abcp_users
+from integration_sync.defs.abcp_bitrix24.definitions import FLOW, bitrix24_user_deals
+from integration_sync.defs.resources import warehouse_resource
 from integration_sync.sync.warehouse import Warehouse
 from integration_sync_tests.dagster_support import asset_metadata, environment, materialize_range, push_config
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 ASSETS = [abcp_users, abcp_user_changes, bitrix24_user_deals]
-CHECKS = [synced_users_have_contact_and_deal, rejected_share_below_threshold]
+CHECKS = FLOW.all_checks
 
 
 def flow_env(sandbox_env: Mapping[str, str], data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -37,12 +33,7 @@ def flow_env(sandbox_env: Mapping[str, str], data_dir: Path, **overrides: str) -
 
 def resources() -> dict[str, Any]:
     """The real resource factories, reading the environment as in production."""
-    return {
-        "warehouse": warehouse_resource(),
-        "abcp": abcp_resource(),
-        "bitrix24": bitrix24_resource(),
-        "users_pipeline": users_pipeline_resource(),
-    }
+    return {"warehouse": warehouse_resource(), **FLOW.resources()}
 
 
 def today() -> date:

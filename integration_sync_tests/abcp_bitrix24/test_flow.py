@@ -80,7 +80,12 @@ def test_first_run_creates_one_contact_and_deal_per_user_second_run_creates_noth
     assert deal["CATEGORY_ID"] == env["B24_DEAL_CATEGORY_ID_USERS"]
     assert deal["STAGE_ID"] == env["B24_DEAL_STAGE_NEW_USERS"]
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"synced_users_have_contact_and_deal": True, "rejected_share_below_threshold": True}
+    assert checks == {
+        "target_ids_present": True,
+        "one_target_per_record": True,
+        "rejected_share_below_threshold": True,
+        "turned_away_below_threshold": True,
+    }
 
     before = stats(control)
     second = run_flow(env, first_day=first_day(), last_day=today())

@@ -10,15 +10,14 @@ from typing import Any
 import dagster as dg
 import httpx
 
-from integration_sync.defs.kaspi_amocrm.assets import amocrm_kaspi_leads, kaspi_orders
-from integration_sync.defs.kaspi_amocrm.checks import one_lead_per_order, orders_match_kaspi_total
-from integration_sync.defs.kaspi_amocrm.resources import kaspi_leads_resource, kaspi_resource
-from integration_sync.defs.resources import amocrm_resource, warehouse_resource
+from integration_sync.defs.kaspi_amocrm.assets import kaspi_orders
+from integration_sync.defs.kaspi_amocrm.definitions import FLOW, amocrm_kaspi_leads
+from integration_sync.defs.resources import warehouse_resource
 from integration_sync.sync.normalize import KAZAKHSTAN
 from integration_sync_tests.dagster_support import asset_metadata, materialize_range, push_config
 
 ASSETS = [kaspi_orders, amocrm_kaspi_leads]
-CHECKS = [orders_match_kaspi_total, one_lead_per_order]
+CHECKS = FLOW.all_checks
 
 
 def flow_env(sandbox_env: Mapping[str, str], data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -36,12 +35,7 @@ def today() -> date:
 
 
 def resources() -> dict[str, Any]:
-    return {
-        "warehouse": warehouse_resource(),
-        "kaspi": kaspi_resource(),
-        "amocrm": amocrm_resource(),
-        "kaspi_leads": kaspi_leads_resource(),
-    }
+    return {"warehouse": warehouse_resource(), **FLOW.resources()}
 
 
 def run_flow(

@@ -100,7 +100,13 @@ def test_each_order_becomes_one_lead_with_contact_items_and_note(env: dict[str, 
     ]
     assert links, "order lines are linked as catalog elements"
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"orders_match_kaspi_total": True, "one_lead_per_order": True}
+    assert checks == {
+        "orders_match_kaspi_total": True,
+        "target_ids_present": True,
+        "one_target_per_record": True,
+        "rejected_share_below_threshold": True,
+        "turned_away_below_threshold": True,
+    }
 
     before = amo_requests(control)
     again = run_flow(env)

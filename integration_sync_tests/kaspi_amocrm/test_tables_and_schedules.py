@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from integration_sync.defs.kaspi_amocrm.tables import (
     orders_to_sync,
     partition_mismatches,
     store_orders,
+    turned_away,
 )
 from integration_sync.defs.resources import WarehouseResource
 from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
@@ -120,3 +121,46 @@ def test_minute_schedule_requests_a_range_run_and_skips_when_busy() -> None:
         )
         busy = kaspi_new_orders(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
         assert isinstance(busy, dg.SkipReason)
+
+
+def test_each_day_of_a_range_gets_its_own_counts(store: Warehouse) -> None:
+    """Issue 10: a two-day load reported the range's total on each day (fetched=17 on both)."""
+    second, idle = DAY + timedelta(days=1), DAY + timedelta(days=2)
+    bad = row("b6", day=second)
+    bad.attributes["kaspiDelivery"] = {"waybillNumber": 2**70}  # cannot be stored: quarantined
+    orders = [row(f"a{n}") for n in range(10)] + [row("a0")] + [row(f"b{n}", day=second) for n in range(6)] + [bad]
+    report = store_orders(store, orders, first_day=DAY, last_day=idle, api_totals={DAY: 10, second: 7}, run_id="r1")
+    zeros = dict.fromkeys(("fetched", "new", "stored", "status_changes", "quarantined"), 0)
+    assert report.per_day == {
+        DAY: {**zeros, "fetched": 11, "new": 10, "stored": 10, "kaspi_total": 10},
+        second: {**zeros, "fetched": 7, "new": 7, "stored": 6, "quarantined": 1, "kaspi_total": 7},
+        idle: zeros,
+    }
+    assert (report.fetched, report.new, report.stored, report.quarantined) == (18, 17, 16, 1)
+    # the minute run: no totalCount asked, one order moved on the first day, one new on the second,
+    # one dated the day before the range (counted on its first day)
+    moved = store_orders(
+        store,
+        [row("a1", "COMPLETED"), row("b7", day=second), row("c0", day=DAY - timedelta(days=1))],
+        first_day=DAY,
+        last_day=second,
+        api_totals={},
+        run_id="r2",
+        replace=False,
+    )
+    assert moved.per_day == {
+        DAY: {**zeros, "fetched": 2, "new": 1, "stored": 2, "status_changes": 1},
+        second: {**zeros, "fetched": 1, "new": 1, "stored": 1},
+    }
+
+
+def test_turned_away_counts_orders_still_in_quarantine(store: Warehouse) -> None:
+    today = datetime.now(UTC).date()
+    bad = row("2")
+    bad.attributes["kaspiDelivery"] = {"waybillNumber": 2**70}
+    for _ in range(2):  # a reload quarantines the order once
+        store_orders(store, [row("1"), bad, row("3")], first_day=DAY, last_day=DAY, api_totals={}, run_id="r")
+    assert turned_away(store, today) == (1, 3)
+    assert turned_away(store, today + timedelta(days=1)) == (0, 0)
+    store_orders(store, [row("2")], first_day=DAY, last_day=DAY, api_totals={}, run_id="r", replace=False)
+    assert turned_away(store, today) == (0, 3)  # stored now: out of quarantine

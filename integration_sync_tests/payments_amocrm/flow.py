@@ -14,17 +14,17 @@ from typing import Any
 import dagster as dg
 import httpx
 
-from integration_sync.defs.payments_amocrm.assets import amocrm_payment_leads, payment_events
-from integration_sync.defs.payments_amocrm.checks import inbox_fully_loaded, payments_applied_once, payments_landed
-from integration_sync.defs.payments_amocrm.resources import payments_resource
-from integration_sync.defs.resources import amocrm_resource, warehouse_resource
+from integration_sync.defs.payments_amocrm.assets import payment_events
+from integration_sync.defs.payments_amocrm.checks import payments_applied_once, payments_landed
+from integration_sync.defs.payments_amocrm.definitions import FLOW, amocrm_payment_leads
+from integration_sync.defs.resources import warehouse_resource
 from integration_sync.sandbox.platform import sign
 from integration_sync.sync.warehouse import Warehouse
 from integration_sync.webhooks.models import MOSCOW
 from integration_sync_tests.dagster_support import asset_metadata, environment, materialize_range
 
 ASSETS = [payment_events, amocrm_payment_leads]
-CHECKS = [inbox_fully_loaded, payments_applied_once, payments_landed]
+CHECKS = FLOW.all_checks
 SECRET = "test-platform-secret"
 PUSH_NODE = "amocrm__payment_leads"
 
@@ -117,7 +117,7 @@ def flow_env(sandbox_env: Mapping[str, str], data_dir: Path, **overrides: str) -
 
 
 def resources() -> dict[str, Any]:
-    return {"warehouse": warehouse_resource(), "amocrm": amocrm_resource(), "payments": payments_resource()}
+    return {"warehouse": warehouse_resource(), **FLOW.resources()}
 
 
 def run_flow(

@@ -125,7 +125,15 @@ def test_a_new_customer_gets_a_contact_and_a_lead_in_the_utm_pipeline(
         "Payment ID: pay-site"
     )
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"inbox_fully_loaded": True, "payments_applied_once": True, "payments_landed": True}
+    assert checks == {
+        "inbox_fully_loaded": True,
+        "payments_applied_once": True,
+        "payments_landed": True,
+        "target_ids_present": True,
+        "one_target_per_record": True,
+        "rejected_share_below_threshold": True,
+        "turned_away_below_threshold": True,
+    }
     assert events_metadata(result)["status_pending"] == 3  # loaded before the push in the same run
 
     before = amo_requests(control)
@@ -364,7 +372,7 @@ def test_a_payment_whose_note_was_found_is_settled_without_a_request(env: dict[s
     # since (new settings): its note is there, so nothing is sent again
     with environment(env), dg.build_resources(resources()) as built:
         store = built.warehouse.warehouse()
-        with built.amocrm.client() as client:
+        with built.amocrm_payments.client() as client:
             settings = built.payments.settings()
             contacts = AmoContactIndex.load(store, client.root, settings.contact_rule)
             destination = PaymentsDestination(client, settings, PaymentLedger(store), contacts)

@@ -261,7 +261,7 @@ def test_sandbox_env_carries_the_platform_secret_and_the_receiver_url(capsys: An
     env = sandbox_env("http://127.0.0.1:8787")
     assert env["PLATFORM_WEBHOOK_SECRET"] == PLATFORM_WEBHOOK_SECRET
     assert env["WEBHOOK_URL"] == "http://127.0.0.1:8001/webhook/payment"
-    assert sandbox_env("http://x", "http://hook:1/webhook/payment")["WEBHOOK_URL"] == "http://hook:1/webhook/payment"
+    assert sandbox_env("http://x", "http://hook:1")["WEBHOOK_URL"] == "http://hook:1/webhook/payment"
     assert main(["sandbox", "env", "--webhook-host", "localhost", "--webhook-port", "9001"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "export WEBHOOK_URL=http://localhost:9001/webhook/payment" in lines

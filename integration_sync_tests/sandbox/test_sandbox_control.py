@@ -172,7 +172,7 @@ def test_sandbox_env_points_connectors_at_the_sandbox(server: SandboxServer, cli
         "WEBHOOK_URL": "http://127.0.0.1:8001/webhook/payment",
         **amocrm_env(server.base_url),  # values checked in test_amocrm_emulator.py
     }
-    assert sandbox_env(server.base_url, "http://h:9/webhook/payment")["WEBHOOK_URL"] == "http://h:9/webhook/payment"
+    assert sandbox_env(server.base_url, "http://h:9")["WEBHOOK_URL"] == "http://h:9/webhook/payment"
     assert abcp_get(client, server.base_url).status_code == 200
     stages = httpx.post(
         env["B24_WEBHOOK_URL"] + "crm.dealcategory.stage.list", json={"id": env["B24_DEAL_CATEGORY_ID_USERS"]}

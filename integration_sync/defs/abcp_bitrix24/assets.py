@@ -1,4 +1,4 @@
-"""ABCP users in the warehouse, and their Bitrix24 contacts and deals."""
+"""ABCP users in the warehouse (two ingest assets), and the push that makes them Bitrix24 contacts and deals."""
 
 from datetime import timedelta
 from typing import Any
@@ -7,16 +7,15 @@ import dagster as dg
 
 from integration_sync.defs.abcp_bitrix24.destination import UserDealsDestination
 from integration_sync.defs.abcp_bitrix24.mapping import desired_user
-from integration_sync.defs.abcp_bitrix24.resources import UsersPipelineResource
-from integration_sync.defs.abcp_bitrix24.tables import FLOW, latest_users, store_users
-from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
+from integration_sync.defs.abcp_bitrix24.tables import latest_users, store_users
+from integration_sync.defs.metadata import samples_table
 from integration_sync.defs.partitions import daily, window_days
-from integration_sync.defs.resources import AbcpResource, Bitrix24Resource, WarehouseResource
-from integration_sync.defs.runs import push_pool
-from integration_sync.sync.engine import SyncEngine
+from integration_sync.defs.resources import AbcpResource, WarehouseResource
+from integration_sync.lib.push import OpenedDestination, Push, PushContext, partition_metadata
+from integration_sync.sync.engine import Desired
 
 GROUP = "abcp_bitrix24"
-PUSH_TAG = {"integration_sync/push": "bitrix24_user_deals"}
+CRM = "bitrix24_abcp"
 
 moscow_days = daily("Europe/Moscow", "ABCP_START_DATE", "2024-01-01")
 _LAST_SECOND = timedelta(seconds=1)
@@ -41,16 +40,11 @@ def _ingest(
             by_update=by_update,
         )
         requests = client.stats.requests
-    metadata: dict[str, Any] = {
-        "fetched": report.fetched,
-        "stored": report.stored,
-        "invalid": report.rejected,
-        "api_requests": requests,
-    }
+    run: dict[str, Any] = {"api_requests": requests}
     if report.rejected_samples:
         context.log.warning(f"{report.rejected} ABCP records turned away: {report.rejected_samples[:5]}")
-        metadata["invalid_sample"] = samples_table(report.rejected_samples)
-    return dg.MaterializeResult(metadata=metadata)
+        run["invalid_sample"] = samples_table(report.rejected_samples)
+    return partition_metadata(context, report.per_day, run)
 
 
 @dg.asset(
@@ -88,34 +82,28 @@ def abcp_user_changes(
     return _ingest(context, abcp, warehouse, by_update=True)
 
 
-@dg.asset(
-    key=["bitrix24", "user_deals"],
-    group_name=GROUP,
-    deps=[abcp_users, abcp_user_changes],
-    kinds={"bitrix24"},
-    tags=PUSH_TAG,
-    pool=push_pool(GROUP),
-)
-def bitrix24_user_deals(
-    context: dg.AssetExecutionContext,
-    config: PushConfig,
-    bitrix24: Bitrix24Resource,
-    users_pipeline: UsersPipelineResource,
-    warehouse: WarehouseResource,
-) -> dg.MaterializeResult[None]:
-    """Each ABCP user's Bitrix24 contact and deal in the «Пользователи» pipeline.
+def _desired(ctx: PushContext) -> list[Desired]:
+    settings = ctx.resources.users_pipeline.settings()
+    return [desired_user(user, settings) for user in latest_users(ctx.store)]
 
-    Only new and changed users are sent (diffed against what was last pushed); a contact with the
-    same phone or email is reused; rejected users are retried on later runs.
-    """
-    store = warehouse.warehouse()
-    settings = users_pipeline.settings()
-    desired = [desired_user(user, settings) for user in latest_users(store)]
-    engine = SyncEngine(
-        store, flow=FLOW, entity="user", run_id=context.run_id, dry_run=config.dry_run, mode=config.mode
-    )
-    with bitrix24.client() as client:
-        report = engine.run(desired, UserDealsDestination(client, settings), limit=config.limit)
-    if report.rejected:
-        context.log.warning(f"{report.rejected} users rejected by Bitrix24: {report.rejected_samples[:5]}")
-    return dg.MaterializeResult(metadata=sync_metadata(report))
+
+def _destination(ctx: PushContext, client: Any) -> OpenedDestination:
+    return OpenedDestination(UserDealsDestination(client, ctx.resources.users_pipeline.settings()))
+
+
+PUSH = Push(
+    key=["bitrix24", "user_deals"],
+    entity="user",
+    description=(
+        "Each ABCP user's Bitrix24 contact and deal in the «Пользователи» pipeline.\n\n"
+        "Only new and changed users are sent (diffed against what was last pushed); a contact with the"
+        " same phone or email is reused; rejected users are retried on later runs."
+    ),
+    kind="bitrix24",
+    client=CRM,
+    resources=("users_pipeline",),
+    desired=_desired,
+    destination=_destination,
+    target_ids=("contact", "deal"),
+    unique_entity="deal",
+)

@@ -1,23 +1,32 @@
-"""The abcp_bitrix24 flow's Dagster definitions: assets, checks, job, schedule, its own resource."""
+"""The abcp_bitrix24 flow, declared: ABCP users → Bitrix24 contacts and deals (the first seed)."""
 
-from __future__ import annotations
+from typing import Any
 
-import dagster as dg
-
-from integration_sync.defs.abcp_bitrix24.assets import abcp_user_changes, abcp_users, bitrix24_user_deals
-from integration_sync.defs.abcp_bitrix24.checks import (
-    rejected_share_below_threshold,
-    synced_users_have_contact_and_deal,
-)
+from integration_sync.defs.abcp_bitrix24.assets import GROUP, PUSH, abcp_user_changes, abcp_users, moscow_days
 from integration_sync.defs.abcp_bitrix24.resources import users_pipeline_resource
 from integration_sync.defs.abcp_bitrix24.schedules import abcp_bitrix24_daily, abcp_bitrix24_job
+from integration_sync.defs.abcp_bitrix24.tables import turned_away
+from integration_sync.defs.resources import abcp_resource, bitrix24_resource
+from integration_sync.lib.flow import SyncFlow
 
 
-def build_defs() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[abcp_users, abcp_user_changes, bitrix24_user_deals],
-        asset_checks=[synced_users_have_contact_and_deal, rejected_share_below_threshold],
-        jobs=[abcp_bitrix24_job],
-        schedules=[abcp_bitrix24_daily],
-        resources={"users_pipeline": users_pipeline_resource()},
-    )
+def resources() -> dict[str, Any]:
+    return {
+        "abcp": abcp_resource(),
+        PUSH.client: bitrix24_resource("ABCP_"),
+        "users_pipeline": users_pipeline_resource(),
+    }
+
+
+FLOW = SyncFlow(
+    name=GROUP,
+    partitions=moscow_days,
+    ingest=[abcp_users, abcp_user_changes],
+    push=PUSH,
+    resources=resources,
+    rejected_share_var="ABCP_MAX_REJECTED_SHARE",
+    turned_away=turned_away,
+    jobs=[abcp_bitrix24_job],
+    schedules=[abcp_bitrix24_daily],
+)
+bitrix24_user_deals = FLOW.push_asset

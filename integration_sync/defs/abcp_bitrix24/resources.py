@@ -7,7 +7,6 @@ import os
 import dagster as dg
 
 from integration_sync.defs.abcp_bitrix24.mapping import DealSettings
-from integration_sync.defs.resources import env_float
 
 
 class UsersPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -19,7 +18,6 @@ class UsersPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     uf_inn: str
     uf_saldo: str
     title_prefix: str = "ABCP Регистрация:"
-    max_rejected_share: float = 0.05
 
     def settings(self) -> DealSettings:
         return DealSettings(
@@ -40,5 +38,4 @@ def users_pipeline_resource() -> UsersPipelineResource:
         uf_inn=dg.EnvVar("UF_B24_DEAL_INN"),
         uf_saldo=dg.EnvVar("UF_B24_DEAL_SALDO"),
         title_prefix=os.environ.get("B24_DEAL_TITLE_PREFIX") or "ABCP Регистрация:",
-        max_rejected_share=env_float("ABCP_MAX_REJECTED_SHARE", 0.05),
     )

@@ -5,14 +5,11 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from integration_sync.defs.abcp_bitrix24.assets import GROUP, PUSH_TAG, moscow_days
+from integration_sync.defs.abcp_bitrix24.assets import GROUP, moscow_days
+from integration_sync.lib.flow import flow_job
 
-abcp_bitrix24_job = dg.define_asset_job(
-    "abcp_bitrix24_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=moscow_days,
-    tags=PUSH_TAG,
-    description="Import ABCP users (registered and changed) for a day, then push the delta to Bitrix24.",
+abcp_bitrix24_job = flow_job(
+    GROUP, moscow_days, "Import ABCP users (registered and changed) for a day, then push the delta to Bitrix24."
 )
 
 

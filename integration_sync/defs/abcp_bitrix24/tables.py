@@ -11,7 +11,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,18 @@ ABCP_MIGRATIONS: tuple[Migration, ...] = (
 
 @dataclass
 class LoadReport:
-    """What one partition load fetched, stored and turned away."""
+    """What one load fetched, stored and turned away: over the run's range, and in `per_day` for each
+    of its days (zeros for a day with nothing) under the asset's metadata names: fetched, stored,
+    invalid.
+
+    A record counts on its day (registration or update day, as stored); one turned away before its day
+    is known (not an object, no valid date, not storable) counts on the range's first day, since the
+    API is asked for the whole range at once; one dated outside the range counts on its nearest day."""
 
     fetched: int = 0
     stored: int = 0
     rejected: int = 0
+    per_day: dict[date, dict[str, int]] = field(default_factory=dict)
     rejected_samples: list[tuple[str, str]] = field(default_factory=list)
     # records that cannot even be written as JSON for DuckDB: (record key, reason, repr of the record)
     unstorable: list[tuple[str | None, str, str]] = field(default_factory=list)
@@ -151,8 +158,25 @@ _INSERT_CHANGES = (
 )
 
 
+# per day of the range (a row's day as LoadReport says): before the dedupe, what the API returned;
+# after the insert, what was stored
+_COUNTED_DAY = "least(greatest(coalesce(day, $first), $first), $last)"
+_FETCHED_PER_DAY = (
+    f"SELECT {_COUNTED_DAY}, count(*), count(*) FILTER (WHERE reason IS NOT NULL)"  # noqa: S608
+    " FROM staged GROUP BY 1"
+)
+_STORED_PER_DAY = f"SELECT {_COUNTED_DAY}, count(*) FROM staged WHERE reason IS NULL GROUP BY 1"  # noqa: S608
+
+
 def _load(conn: Any, path: Path, by_update: bool, report: LoadReport) -> None:
     conn.execute(_STAGE, {"path": str(path), "by_update": by_update})
+    first, last = min(report.per_day), max(report.per_day)
+    counted = conn.execute(_FETCHED_PER_DAY, {"first": first, "last": last}).fetchall()
+    for day, fetched, invalid in counted:
+        report.per_day[day]["fetched"] += int(fetched)
+        report.per_day[day]["invalid"] += int(invalid)
+    report.per_day[first]["fetched"] += len(report.unstorable)
+    report.per_day[first]["invalid"] += len(report.unstorable)
     rejects = conn.execute(
         "SELECT user_id, reason FROM staged WHERE reason IS NOT NULL ORDER BY user_id NULLS FIRST LIMIT 20"
     ).fetchall()
@@ -198,7 +222,7 @@ def store_users(
 ) -> LoadReport:
     """Replace partitions first_day..last_day with `users`: of `abcp_users` (registration days), or
     with `by_update` of `abcp_user_changes` (update days)."""
-    report = LoadReport()
+    report = LoadReport(per_day=_zeros(first_day, last_day, ("fetched", "stored", "invalid")))
     source = "user_changes" if by_update else "users"
     with tempfile.TemporaryDirectory(prefix=f"abcp-{source}-") as tmp:
         path = Path(tmp) / "staged.ndjson"
@@ -215,9 +239,16 @@ def store_users(
                 )
             insert = _INSERT_CHANGES if by_update else _INSERT_USERS
             report.stored = _inserted(conn.execute(insert, {"run_id": run_id}))
+            stored = conn.execute(_STORED_PER_DAY, {"first": first_day, "last": last_day}).fetchall()
+            for day, count in stored:
+                report.per_day[day]["stored"] = int(count)
             _record_rejects(conn, source, first_day, last_day, run_id, report)
             conn.execute("DROP TABLE staged")
     return report
+
+
+def _zeros(first_day: date, last_day: date, names: Sequence[str]) -> dict[date, dict[str, int]]:
+    return {first_day + timedelta(days=n): dict.fromkeys(names, 0) for n in range((last_day - first_day).days + 1)}
 
 
 def _inserted(cursor: Any) -> int:
@@ -260,3 +291,26 @@ def partition_count(warehouse: Warehouse, first_day: date, last_day: date) -> in
 def _count(conn: Any, sql: str, params: Sequence[Any] = ()) -> int:
     row = conn.execute(sql, list(params)).fetchone()
     return int(row[0]) if row else 0
+
+
+def turned_away(warehouse: Warehouse, since: date) -> tuple[int, int]:
+    """Users turned away by the loads since `since` (UTC midnight), and all users those loads kept
+    or turned away (both sources: registrations and changes).
+
+    A record turned away by two overlapping ranges (a day loaded alone, then in a backfill) is in
+    `ingest_rejects` under both ranges' labels; it counts once."""
+    start = datetime.combine(since, time(0), UTC)
+    with warehouse.connect() as conn:
+        rejected = _count(
+            conn,
+            "SELECT count(DISTINCT (source, coalesce(record_key, md5(CAST(raw AS VARCHAR)))))"
+            " FROM ingest_rejects WHERE flow = ? AND rejected_at >= ?",
+            [FLOW, start],
+        )
+        kept = _count(
+            conn,
+            "SELECT (SELECT count(*) FROM abcp_users WHERE fetched_at >= ?)"
+            " + (SELECT count(*) FROM abcp_user_changes WHERE fetched_at >= ?)",
+            [start, start],
+        )
+    return rejected, rejected + kept

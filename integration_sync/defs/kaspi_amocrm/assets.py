@@ -1,5 +1,6 @@
-"""Kaspi orders in the warehouse, and the amoCRM leads they become."""
+"""Kaspi orders in the warehouse (the ingest asset), and the push that makes them amoCRM leads."""
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -16,18 +17,19 @@ from integration_sync.defs.kaspi_amocrm.tables import (
     orders_to_sync,
     store_orders,
 )
-from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
+from integration_sync.defs.metadata import samples_table
 from integration_sync.defs.partitions import daily, window_days
-from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
-from integration_sync.defs.runs import push_pool
-from integration_sync.sync.engine import SyncEngine
+from integration_sync.defs.resources import WarehouseResource
+from integration_sync.lib.push import OpenedDestination, Push, PushContext, partition_metadata
+from integration_sync.sync.engine import Desired
 from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
 from integration_sync.sync.state import read_lookup, write_lookup
+from integration_sync.sync.warehouse import Warehouse
 from integration_sync.targets.amocrm_contacts import AmoContactIndex
 from integration_sync.targets.amocrm_leads import AmoLeadIndex
 
 GROUP = "kaspi_amocrm"
-PUSH_TAG = {"integration_sync/push": "kaspi_amocrm"}
+CRM = "amocrm_kaspi"
 ORDERS_KEY = dg.AssetKey(["kaspi", "orders"])
 MODE_TAG = "integration_sync/kaspi_mode"
 # Orders can reach the API a little after their creationDate; reconciliation catches any later one.
@@ -94,64 +96,60 @@ def kaspi_orders(
     report = store_orders(
         store, rows, first_day=first, last_day=last, api_totals=totals, run_id=context.run_id, replace=not incremental
     )
-    metadata: dict[str, Any] = {
-        "fetched": report.fetched,
-        "new": report.new,
-        "stored": report.stored,
-        "status_changes": report.status_changes,
-        "kaspi_total": sum(totals.values()),
-        "api_requests": requests,
-    }
+    run: dict[str, Any] = {"api_requests": requests}
     if report.status_change_samples:
-        metadata["status_change_sample"] = samples_table(report.status_change_samples)
-    metadata["quarantined"] = report.quarantined
+        run["status_change_sample"] = samples_table(report.status_change_samples)
     if report.quarantine_samples:  # orders that could not be stored: in ingest_rejects with the reason
-        metadata["quarantined_sample"] = samples_table(report.quarantine_samples)
+        run["quarantined_sample"] = samples_table(report.quarantine_samples)
         context.log.warning(f"{report.quarantined} Kaspi orders quarantined: {report.quarantine_samples[:5]}")
-    return dg.MaterializeResult(metadata=metadata)
+    return partition_metadata(context, report.per_day, run)
 
 
-@dg.asset(
-    key=["amocrm", "kaspi_leads"],
-    group_name=GROUP,
-    deps=[kaspi_orders],
-    kinds={"amocrm"},
-    tags=PUSH_TAG,
-    pool=push_pool(GROUP),
-)
-def amocrm_kaspi_leads(
-    context: dg.AssetExecutionContext,
-    config: PushConfig,
-    amocrm: AmoCrmResource,
-    kaspi_leads: KaspiLeadsResource,
-    warehouse: WarehouseResource,
-) -> dg.MaterializeResult[None]:
-    """One amoCRM lead per Kaspi order, with its contact (by phone), catalog items and a summary note.
+def _desired(ctx: PushContext) -> list[Desired]:
+    leads: KaspiLeadsResource = ctx.resources.kaspi_leads
+    since = datetime.now(UTC).astimezone(KAZAKHSTAN).date() - timedelta(days=leads.sync_days)
+    return [desired_order(attrs, entries, leads.settings()) for attrs, entries in orders_to_sync(ctx.store, since)]
 
-    New orders become leads; status changes move them (COMPLETED → 142, CANCELLED/RETURNED → 143 by
-    default); unchanged orders cost no request; an order code is never turned into a second lead,
-    even after the warehouse is lost (creates are matched against the pipeline's leads first).
-    """
-    store = warehouse.warehouse()
-    settings = kaspi_leads.settings()
-    since = datetime.now(UTC).astimezone(KAZAKHSTAN).date() - timedelta(days=kaspi_leads.sync_days)
-    desired = [desired_order(attrs, entries, settings) for attrs, entries in orders_to_sync(store, since)]
-    indexes = Indexes(elements_by_code=read_lookup(store, FLOW, "element_by_code"))
-    engine = SyncEngine(
-        store, flow=FLOW, entity="order", run_id=context.run_id, dry_run=config.dry_run, mode=config.mode
+
+@dataclass
+class _CatalogIds:
+    """Product code → catalog element id, learnt while pushing and kept in the warehouse."""
+
+    store: Warehouse
+    indexes: Indexes
+
+    def save(self) -> None:
+        write_lookup(self.store, FLOW, "element_by_code", self.indexes.new_elements)
+
+
+def _destination(ctx: PushContext, client: Any) -> OpenedDestination:
+    resource: KaspiLeadsResource = ctx.resources.kaspi_leads
+    settings = resource.settings()
+    indexes = Indexes(elements_by_code=read_lookup(ctx.store, FLOW, "element_by_code"))
+    leads = AmoLeadIndex.load(ctx.store, client.root, lead_rule(settings))
+    contacts = AmoContactIndex.load(ctx.store, client.root, resource.contact_rule(), adopt=FLOW)
+    destination = KaspiLeadsDestination(client, settings, resource.catalog(), indexes, leads, contacts)
+    return OpenedDestination(
+        destination,
+        states=[leads, contacts, _CatalogIds(ctx.store, indexes)],
+        counts=lambda: {"lead_index_requests": leads.requests},  # re-matching creates to existing leads
     )
-    with amocrm.client() as client:
-        leads = AmoLeadIndex.load(store, client.root, lead_rule(settings))
-        contacts = AmoContactIndex.load(store, client.root, kaspi_leads.contact_rule(), adopt=FLOW)
-        destination = KaspiLeadsDestination(client, settings, kaspi_leads.catalog(), indexes, leads, contacts)
-        try:
-            report = engine.run(desired, destination, limit=config.limit)
-        finally:
-            leads.save()
-            contacts.save()
-            write_lookup(store, FLOW, "element_by_code", indexes.new_elements)
-    if report.rejected:
-        context.log.warning(f"{report.rejected} orders rejected by amoCRM: {report.rejected_samples[:5]}")
-    metadata = sync_metadata(report)
-    metadata["lead_index_requests"] = leads.requests  # re-matching creates to existing leads
-    return dg.MaterializeResult(metadata=metadata)
+
+
+PUSH = Push(
+    key=["amocrm", "kaspi_leads"],
+    entity="order",
+    description=(
+        "One amoCRM lead per Kaspi order, with its contact (by phone), catalog items and a summary note.\n\n"
+        "New orders become leads; status changes move them (COMPLETED → 142, CANCELLED/RETURNED → 143 by"
+        " default); unchanged orders cost no request; an order code is never turned into a second lead,"
+        " even after the warehouse is lost (creates are matched against the pipeline's leads first)."
+    ),
+    kind="amocrm",
+    client=CRM,
+    resources=("kaspi_leads",),
+    desired=_desired,
+    destination=_destination,
+    target_ids=("lead",),
+    unique_entity="lead",
+)

@@ -1,20 +1,30 @@
-"""The kaspi_amocrm flow's Dagster definitions: assets, checks, job, schedules, its resources."""
+"""The kaspi_amocrm flow, declared: Kaspi.kz orders → amoCRM leads with catalog items (the second seed)."""
 
-from __future__ import annotations
+from typing import Any
 
-import dagster as dg
-
-from integration_sync.defs.kaspi_amocrm.assets import amocrm_kaspi_leads, kaspi_orders
-from integration_sync.defs.kaspi_amocrm.checks import one_lead_per_order, orders_match_kaspi_total
+from integration_sync.defs.kaspi_amocrm.assets import GROUP, PUSH, kaspi_orders, kazakhstan_days
+from integration_sync.defs.kaspi_amocrm.checks import orders_match_kaspi_total
 from integration_sync.defs.kaspi_amocrm.resources import kaspi_leads_resource, kaspi_resource
 from integration_sync.defs.kaspi_amocrm.schedules import kaspi_amocrm_job, kaspi_new_orders, kaspi_reconciliation
+from integration_sync.defs.kaspi_amocrm.tables import turned_away
+from integration_sync.defs.resources import amocrm_resource
+from integration_sync.lib.flow import SyncFlow
 
 
-def build_defs() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[kaspi_orders, amocrm_kaspi_leads],
-        asset_checks=[orders_match_kaspi_total, one_lead_per_order],
-        jobs=[kaspi_amocrm_job],
-        schedules=[kaspi_new_orders, kaspi_reconciliation],
-        resources={"kaspi": kaspi_resource(), "kaspi_leads": kaspi_leads_resource()},
-    )
+def resources() -> dict[str, Any]:
+    return {"kaspi": kaspi_resource(), PUSH.client: amocrm_resource("KASPI_"), "kaspi_leads": kaspi_leads_resource()}
+
+
+FLOW = SyncFlow(
+    name=GROUP,
+    partitions=kazakhstan_days,
+    ingest=[kaspi_orders],
+    push=PUSH,
+    resources=resources,
+    rejected_share_var="KASPI_MAX_REJECTED_SHARE",
+    turned_away=turned_away,
+    checks=[orders_match_kaspi_total],
+    jobs=[kaspi_amocrm_job],
+    schedules=[kaspi_new_orders, kaspi_reconciliation],
+)
+amocrm_kaspi_leads = FLOW.push_asset

@@ -11,20 +11,16 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, ORDERS_KEY, PUSH_TAG, kazakhstan_days
-from integration_sync.defs.runs import push_in_progress
+from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, ORDERS_KEY, kazakhstan_days
+from integration_sync.lib.flow import flow_job, skip_while_running
 from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
 
 WINDOW_DAYS = 14
 _RANGE_START = "dagster/asset_partition_range_start"
 _RANGE_END = "dagster/asset_partition_range_end"
 
-kaspi_amocrm_job = dg.define_asset_job(
-    "kaspi_amocrm_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=kazakhstan_days,
-    tags=PUSH_TAG,
-    description="Load Kaspi orders for a range of days, then push new orders and status changes to amoCRM.",
+kaspi_amocrm_job = flow_job(
+    GROUP, kazakhstan_days, "Load Kaspi orders for a range of days, then push new orders and status changes to amoCRM."
 )
 
 
@@ -55,10 +51,9 @@ def _request(first: datetime, today: datetime, key: str, mode: str) -> dg.RunReq
     execution_timezone=KAZAKHSTAN_ZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+@skip_while_running(GROUP)
 def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """New orders: yesterday and today, or back to the last successful load (within 14 days)."""
-    if push_in_progress(context.instance, PUSH_TAG):
-        return dg.SkipReason("a kaspi_amocrm run is queued or running")
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
     event = context.instance.get_latest_materialization_event(ORDERS_KEY)
     first = _first_day(now, event.timestamp if event else None)
@@ -71,10 +66,9 @@ def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | d
     execution_timezone=KAZAKHSTAN_ZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+@skip_while_running(GROUP)
 def kaspi_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Re-read the last 14 days so non-final orders' status changes reach amoCRM."""
-    if push_in_progress(context.instance, PUSH_TAG):
-        return dg.SkipReason("a kaspi_amocrm run is queued or running")
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
     first = max(now - timedelta(days=WINDOW_DAYS - 1), _partition_start())
     return _request(first, now, f"reconcile@{now:%Y-%m-%dT%H:%M}", "full")

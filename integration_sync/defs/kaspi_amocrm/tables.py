@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -129,6 +129,14 @@ class OrderRow:
 
 @dataclass
 class OrdersLoadReport:
+    """What one load fetched, added, stored, saw move and quarantined: over the run's range, and in
+    `per_day` for each of its days (zeros for a day with nothing) under the asset's metadata names,
+    with `kaspi_total`, Kaspi's totalCount of the day, when the run asked for it (a full load).
+
+    An order counts on its `OrderRow.day`: its creation day, or the range's first day when the asset
+    could not tell it (the order is then quarantined there, once); a day outside the range counts on
+    the range's nearest day."""
+
     fetched: int = 0
     new: int = 0
     stored: int = 0
@@ -136,6 +144,14 @@ class OrdersLoadReport:
     status_change_samples: list[tuple[str, str]] = field(default_factory=list)
     quarantined: int = 0
     quarantine_samples: list[tuple[str, str]] = field(default_factory=list)
+    per_day: dict[date, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, day: date, name: str) -> None:
+        """One more `name` on `day` (kept within the range)."""
+        self.per_day[min(max(day, min(self.per_day)), max(self.per_day))][name] += 1
+
+
+_PER_DAY = ("fetched", "new", "stored", "status_changes", "quarantined")
 
 
 def _number(value: Any) -> float | None:
@@ -183,7 +199,13 @@ def store_orders(
 ) -> OrdersLoadReport:
     """Replace the creation-day partitions first_day..last_day with `orders` (or with `replace=False`
     merge them in) and record status moves."""
-    report = OrdersLoadReport(fetched=len(orders))
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    report = OrdersLoadReport(fetched=len(orders), per_day={day: dict.fromkeys(_PER_DAY, 0) for day in days})
+    for order in orders:
+        report.count(order.day, "fetched")
+    for day, total in api_totals.items():
+        if day in report.per_day:
+            report.per_day[day]["kaspi_total"] = total
     now = datetime.now(UTC)
     unique = {o.code: o for o in orders}
     rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
@@ -196,6 +218,9 @@ def store_orders(
             bad.append((order, str(exc)))
         else:
             good.append(order)
+            report.count(order.day, "stored")
+    for order, _ in bad:
+        report.count(order.day, "quarantined")
     report.quarantined = len(bad)
     report.quarantine_samples = [(o.code, reason) for o, reason in bad[:20]]
     with warehouse.transaction() as conn:
@@ -210,8 +235,10 @@ def store_orders(
             status, state = order.attributes.get("status"), order.attributes.get("state")
             if order.code not in before:
                 report.new += 1
+                report.count(order.day, "new")
             elif before[order.code] != (status, state):
                 changes.append([order.code, *before[order.code], status, state])
+                report.count(order.day, "status_changes")
         for code, old_status, old_state, new_status, new_state in changes:
             conn.execute(
                 "INSERT INTO kaspi_order_status_changes VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -361,3 +388,18 @@ def partition_mismatches(warehouse: Warehouse) -> list[tuple[date, int, int]]:
             " WHERE api_total IS NOT NULL AND api_total <> stored ORDER BY 1"
         ).fetchall()
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def turned_away(warehouse: Warehouse, since: date) -> tuple[int, int]:
+    """Orders quarantined by the loads since `since` (UTC midnight) and still there, and all orders
+    those loads stored or quarantined (a load stores each order once, however often it was fetched)."""
+    start = datetime.combine(since, time(0), UTC)
+    with warehouse.connect() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM ingest_rejects"
+            "        WHERE flow = $flow AND source = $source AND rejected_at >= $start),"
+            " (SELECT count(*) FROM kaspi_orders WHERE fetched_at >= $start)",
+            {"flow": FLOW, "source": SOURCE, "start": start},
+        ).fetchone()
+    rejected, stored = (int(row[0]), int(row[1])) if row else (0, 0)
+    return rejected, rejected + stored

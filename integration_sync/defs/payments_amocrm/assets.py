@@ -1,4 +1,5 @@
-"""Platform payment events in the warehouse, and the amoCRM contacts, leads and notes they become."""
+"""Platform payment events in the warehouse (the ingest asset), and the push that applies them to amoCRM
+contacts, leads and notes."""
 
 from collections import Counter
 from datetime import date
@@ -7,9 +8,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from integration_sync.defs.metadata import PushConfig, samples_table, sync_metadata
+from integration_sync.defs.metadata import PushConfig, samples_table
 from integration_sync.defs.partitions import daily, window_days
-from integration_sync.defs.payments_amocrm.destination import PaymentsDestination
+from integration_sync.defs.payments_amocrm.destination import NOTE, PaymentsDestination
 from integration_sync.defs.payments_amocrm.mapping import desired_payment
 from integration_sync.defs.payments_amocrm.resources import PaymentsResource
 from integration_sync.defs.payments_amocrm.tables import (
@@ -21,16 +22,16 @@ from integration_sync.defs.payments_amocrm.tables import (
     ingest_events,
     outstanding,
 )
-from integration_sync.defs.resources import AmoCrmResource, WarehouseResource
-from integration_sync.defs.runs import push_pool
-from integration_sync.sync.engine import SyncEngine
+from integration_sync.defs.resources import WarehouseResource
+from integration_sync.lib.push import OpenedDestination, Push, PushContext, partition_metadata
+from integration_sync.sync.engine import Desired
 from integration_sync.sync.state import redrive
 from integration_sync.targets.amocrm_contacts import AmoContactIndex
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.models import PaymentWebhook
 
 GROUP = "payments_amocrm"
-PUSH_TAG = {"integration_sync/push": "payments_amocrm"}
+CRM = "amocrm_payments"
 EVENTS_KEY = dg.AssetKey(["platform", "payment_events"])
 LEADS_KEY = dg.AssetKey(["amocrm", "payment_leads"])
 
@@ -86,81 +87,69 @@ def payment_events(
     )
     partition_of = {e.id: partition_day(e.event_date, first, last) for e in events}
     store = warehouse.warehouse()
-    report = ingest_events(store, events, partition_of, context.run_id)
-    stats = event_stats(store, first, last)
-    metadata: dict[str, Any] = {
-        "fetched": report.fetched,
-        "new": report.new,
-        "skipped_by_receiver": report.skipped,
-        "unreadable": report.unreadable,
-        **{f"status_{name}": value for name, value in stats.items() if name not in ("amount_applied", "redeliveries")},
-        "amount_applied": stats["amount_applied"],
-        "redeliveries": stats["redeliveries"],
-    }
+    report = ingest_events(store, events, partition_of, context.run_id, days=(first, last))
+    per_day: dict[Any, dict[str, Any]] = {}
+    for day, counts in report.per_day.items():
+        stats = event_stats(store, day, day)
+        per_day[day] = {
+            **counts,
+            **{
+                f"status_{name}": value
+                for name, value in stats.items()
+                if name not in ("amount_applied", "redeliveries")
+            },
+            "amount_applied": stats["amount_applied"],
+            "redeliveries": stats["redeliveries"],
+        }
+    run: dict[str, Any] = {}
     if report.unreadable_samples:
-        metadata["unreadable_sample"] = samples_table(report.unreadable_samples)
-    return dg.MaterializeResult(metadata=metadata)
+        run["unreadable_sample"] = samples_table(report.unreadable_samples)
+    return partition_metadata(context, per_day, run)
 
 
-@dg.asset(
-    key=LEADS_KEY, group_name=GROUP, deps=[payment_events], kinds={"amocrm"}, tags=PUSH_TAG, pool=push_pool(GROUP)
-)
-def amocrm_payment_leads(
-    context: dg.AssetExecutionContext,
-    config: PaymentsPushConfig,
-    amocrm: AmoCrmResource,
-    payments: PaymentsResource,
-    warehouse: WarehouseResource,
-) -> dg.MaterializeResult[None]:
-    """Each accepted payment applied once to amoCRM: the customer's contact (Telegram id → phone →
-    email, created if missing), their active lead in any pipeline or a new one in the pipeline the UTM
-    rules pick, the lead's payment fields, and a note.
-
-    Total paid and purchase count are written as values computed from the payments applied to the
-    lead, so a retried or re-delivered payment is never counted twice. Failed payments are retried by
-    later runs with a growing delay; an amoCRM outage costs no attempt.
-    """
-    store = warehouse.warehouse()
+def _redrive(ctx: PushContext) -> dict[str, Any]:
+    config = ctx.config
+    assert isinstance(config, PaymentsPushConfig)
     redriven: list[str] = []
     if config.redrive_all_failed or config.redrive_payment_ids:
-        redriven = redrive(store, FLOW, ENTITY, None if config.redrive_all_failed else config.redrive_payment_ids)
-        context.log.info(f"re-driven: {len(redriven)} failed payments")
-    settings = payments.settings()
-    desired = [desired_payment(PaymentWebhook.model_validate_json(p), settings) for p in events_to_push(store)]
+        redriven = redrive(ctx.store, FLOW, ENTITY, None if config.redrive_all_failed else config.redrive_payment_ids)
+        ctx.log.info(f"re-driven: {len(redriven)} failed payments")
+    return {"redriven": len(redriven)}
+
+
+def _desired(ctx: PushContext) -> list[Desired]:
+    settings = ctx.resources.payments.settings()
+    desired = [desired_payment(PaymentWebhook.model_validate_json(p), settings) for p in events_to_push(ctx.store)]
     unmapped = Counter(name for d in desired for name in d.payload["unmapped_subjects"])
-    engine = SyncEngine(
-        store,
-        flow=FLOW,
-        entity=ENTITY,
-        run_id=context.run_id,
-        dry_run=config.dry_run,
-        mode=config.mode,
-        max_attempts=payments.max_attempts,
-        retry_backoff_s=payments.retry_backoff_s,
-    )
-    with amocrm.client() as client:
-        contacts = AmoContactIndex.load(store, client.root, settings.contact_rule, adopt=FLOW)
-        destination = PaymentsDestination(client, settings, PaymentLedger(store), contacts)
-        try:
-            report = engine.run(desired, destination, limit=config.limit)
-        finally:
-            contacts.save()
-    left = outstanding(store)
-    if report.rejected:
-        context.log.warning(f"{report.rejected} payments not applied: {report.rejected_samples[:5]}")
     if unmapped:
-        context.log.warning(f"subjects with no amoCRM enum (AMO_SUBJECT_ENUMS): {dict(unmapped)}")
-    metadata = sync_metadata(report)
-    metadata.update({name: destination.counts.get(name, 0) for name in _DESTINATION_COUNTS})
-    metadata.update(
-        {
-            "outstanding": sum(left.values()),
-            "failed_total": left.get("failed", 0),
-            "redriven": len(redriven),
-            "unmapped_subjects": ", ".join(sorted(unmapped)) or "none",
-        }
+        ctx.log.warning(f"subjects with no amoCRM enum (AMO_SUBJECT_ENUMS): {dict(unmapped)}")
+    ctx.scratch["unmapped_subjects"] = ", ".join(sorted(unmapped)) or "none"
+    return desired
+
+
+def _destination(ctx: PushContext, client: Any) -> OpenedDestination:
+    settings = ctx.resources.payments.settings()
+    contacts = AmoContactIndex.load(ctx.store, client.root, settings.contact_rule, adopt=FLOW)
+    destination = PaymentsDestination(client, settings, PaymentLedger(ctx.store), contacts)
+    return OpenedDestination(
+        destination,
+        states=[contacts],
+        counts=lambda: {name: destination.counts.get(name, 0) for name in _DESTINATION_COUNTS},
     )
-    return dg.MaterializeResult(metadata=metadata)
+
+
+def _engine_options(ctx: PushContext) -> dict[str, Any]:
+    payments: PaymentsResource = ctx.resources.payments
+    return {"max_attempts": payments.max_attempts, "retry_backoff_s": payments.retry_backoff_s}
+
+
+def _outstanding(ctx: PushContext) -> dict[str, Any]:
+    left = outstanding(ctx.store)
+    return {
+        "outstanding": sum(left.values()),
+        "failed_total": left.get("failed", 0),
+        "unmapped_subjects": ctx.scratch.get("unmapped_subjects", "none"),
+    }
 
 
 _DESTINATION_COUNTS = (
@@ -171,4 +160,29 @@ _DESTINATION_COUNTS = (
     "leads_found",
     "leads_created",
     "payments_found_applied",
+)
+
+
+PUSH = Push(
+    key=LEADS_KEY.path,
+    entity=ENTITY,
+    description=(
+        "Each accepted payment applied once to amoCRM: the customer's contact (Telegram id → phone →"
+        " email, created if missing), their active lead in any pipeline or a new one in the pipeline the UTM"
+        " rules pick, the lead's payment fields, and a note.\n\n"
+        "Total paid and purchase count are written as values computed from the payments applied to the"
+        " lead, so a retried or re-delivered payment is never counted twice. Failed payments are retried by"
+        " later runs with a growing delay; an amoCRM outage costs no attempt."
+    ),
+    kind="amocrm",
+    client=CRM,
+    resources=("payments",),
+    desired=_desired,
+    destination=_destination,
+    target_ids=(NOTE,),
+    unique_entity=NOTE,
+    config=PaymentsPushConfig,
+    engine_options=_engine_options,
+    before=_redrive,
+    after=_outstanding,
 )

@@ -11,15 +11,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from integration_sync.defs.payments_amocrm.assets import (
-    GROUP,
-    LEADS_KEY,
-    PUSH_TAG,
-    moscow_days,
-    partition_bounds,
-    partition_day,
-)
-from integration_sync.defs.runs import WAITING, push_in_progress
+from integration_sync.defs.payments_amocrm.assets import GROUP, LEADS_KEY, moscow_days, partition_bounds, partition_day
+from integration_sync.defs.runs import WAITING
+from integration_sync.lib.flow import flow_job, skip_while_running
+from integration_sync.lib.push import push_tags
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.settings import inbox_path_from_env
 
@@ -28,20 +23,19 @@ _RANGE_START = "dagster/asset_partition_range_start"
 _RANGE_END = "dagster/asset_partition_range_end"
 SENSOR_BATCH = 5000
 
-payments_amocrm_job = dg.define_asset_job(
-    "payments_amocrm_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=moscow_days,
-    tags=PUSH_TAG,
-    executor_def=dg.in_process_executor,  # one process per run: webhook → amoCRM in seconds
-    description="Copy a day's payments from the webhook inbox to the event log, then apply them to amoCRM.",
+payments_amocrm_job = flow_job(
+    GROUP,
+    moscow_days,
+    "Copy a day's payments from the webhook inbox to the event log, then apply them to amoCRM.",
+    executor=dg.in_process_executor,  # one process per run: webhook → amoCRM in seconds
 )
 
-payments_push_job = dg.define_asset_job(
-    "payments_push_job",
+payments_push_job = flow_job(
+    GROUP,
+    None,
+    name="payments_push_job",
     selection=dg.AssetSelection.assets(LEADS_KEY),
-    tags=PUSH_TAG,
-    executor_def=dg.in_process_executor,
+    executor=dg.in_process_executor,
     description=(
         "Apply pending and due failed payments to amoCRM. To re-drive failed payments, launch it with"
         " config ops.amocrm__payment_leads.config.redrive_payment_ids (or redrive_all_failed: true)."
@@ -88,7 +82,8 @@ def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
 
 def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
     records = context.instance.get_run_records(
-        dg.RunsFilter(tags=PUSH_TAG, statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=1
+        dg.RunsFilter(tags=push_tags(GROUP), statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]),
+        limit=1,
     )
     return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
 
@@ -99,11 +94,10 @@ def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
     execution_timezone=MOSCOW_TZ,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+@skip_while_running(GROUP)
 def payments_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Every 5 minutes: push again when payments are still outstanding or the last run failed (amoCRM
     down, throttled or blocked): every payment lands once amoCRM is back."""
-    if push_in_progress(context.instance, PUSH_TAG):
-        return dg.SkipReason("a payments run is queued or running")
     event = context.instance.get_latest_materialization_event(LEADS_KEY)
     materialization = event.asset_materialization if event else None
     value = materialization.metadata.get("outstanding") if materialization else None
@@ -120,11 +114,10 @@ def payments_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.
     execution_timezone=MOSCOW_TZ,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+@skip_while_running(GROUP)
 def payments_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Hourly: load yesterday and today from the inbox again (a run the sensor asked for may have
     failed before its load) and push what is outstanding."""
-    if push_in_progress(context.instance, PUSH_TAG):
-        return dg.SkipReason("a payments run is queued or running")
     now = context.scheduled_execution_time
     first, last = partition_bounds()
     today = min(max(now.date(), first), last)

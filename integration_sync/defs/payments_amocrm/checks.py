@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from integration_sync.defs.metadata import samples_table
-from integration_sync.defs.payments_amocrm.assets import amocrm_payment_leads, payment_events
+from integration_sync.defs.payments_amocrm.assets import LEADS_KEY, payment_events
 from integration_sync.defs.payments_amocrm.resources import PaymentsResource
 from integration_sync.defs.payments_amocrm.tables import (
     inbox_keys_missing_from_log,
@@ -30,7 +30,7 @@ def inbox_fully_loaded(payments: PaymentsResource, warehouse: WarehouseResource)
 
 
 @dg.asset_check(
-    asset=amocrm_payment_leads,
+    asset=LEADS_KEY,
     description="No payment applied twice, and no lead created for two payments.",
 )
 def payments_applied_once(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -46,7 +46,7 @@ def payments_applied_once(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
-    asset=amocrm_payment_leads,
+    asset=LEADS_KEY,
     description="Accepted payments reach amoCRM within PAYMENTS_MAX_DELAY_MINUTES (warns with the reasons).",
 )
 def payments_landed(payments: PaymentsResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:

@@ -1,10 +1,8 @@
-"""The payments_amocrm flow's Dagster definitions: assets, checks, jobs, sensor, schedules, resources."""
+"""The payments_amocrm flow, declared: education-platform payment webhooks → amoCRM (the third seed)."""
 
-from __future__ import annotations
+from typing import Any
 
-import dagster as dg
-
-from integration_sync.defs.payments_amocrm.assets import amocrm_payment_leads, payment_events
+from integration_sync.defs.payments_amocrm.assets import GROUP, PUSH, moscow_days, payment_events
 from integration_sync.defs.payments_amocrm.automation import (
     payment_inbox,
     payments_amocrm_job,
@@ -14,14 +12,26 @@ from integration_sync.defs.payments_amocrm.automation import (
 )
 from integration_sync.defs.payments_amocrm.checks import inbox_fully_loaded, payments_applied_once, payments_landed
 from integration_sync.defs.payments_amocrm.resources import payments_resource
+from integration_sync.defs.payments_amocrm.tables import turned_away
+from integration_sync.defs.resources import amocrm_resource
+from integration_sync.lib.flow import SyncFlow
 
 
-def build_defs() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[payment_events, amocrm_payment_leads],
-        asset_checks=[inbox_fully_loaded, payments_applied_once, payments_landed],
-        jobs=[payments_amocrm_job, payments_push_job],
-        sensors=[payment_inbox],
-        schedules=[payments_retry, payments_reconciliation],
-        resources={"payments": payments_resource()},
-    )
+def resources() -> dict[str, Any]:
+    return {PUSH.client: amocrm_resource("PAYMENTS_"), "payments": payments_resource()}
+
+
+FLOW = SyncFlow(
+    name=GROUP,
+    partitions=moscow_days,
+    ingest=[payment_events],
+    push=PUSH,
+    resources=resources,
+    rejected_share_var="PAYMENTS_MAX_REJECTED_SHARE",
+    turned_away=turned_away,
+    checks=[inbox_fully_loaded, payments_applied_once, payments_landed],
+    jobs=[payments_amocrm_job, payments_push_job],
+    schedules=[payments_retry, payments_reconciliation],
+    sensors=[payment_inbox],
+)
+amocrm_payment_leads = FLOW.push_asset

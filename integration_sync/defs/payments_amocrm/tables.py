@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -141,24 +141,47 @@ _CENT = Decimal("0.01")
 
 @dataclass
 class IngestReport:
+    """What one load read from the inbox, added, and could not read: over the run's days, and in
+    `per_day` for each of them (zeros for a day with nothing) under the asset's metadata names.
+
+    An event counts on its partition day (`partition_of`), known before its payload is read, so an
+    unreadable one counts on the day it was loaded for; `new` and `skipped_by_receiver` count each
+    payment added, on the day of the webhook kept for it."""
+
     fetched: int = 0
     new: int = 0
     skipped: int = 0
     redelivered: int = 0
     unreadable: int = 0
     unreadable_samples: list[tuple[str, str]] = field(default_factory=list)
+    per_day: dict[date, dict[str, int]] = field(default_factory=dict)
+
+
+_PER_DAY = ("fetched", "new", "skipped_by_receiver", "unreadable")
 
 
 def ingest_events(
-    warehouse: Warehouse, events: Sequence[Event], partition_of: Mapping[int, date], run_id: str
+    warehouse: Warehouse,
+    events: Sequence[Event],
+    partition_of: Mapping[int, date],
+    run_id: str,
+    *,
+    days: tuple[date, date] | None = None,
 ) -> IngestReport:
     """Copy inbox events into `payment_events` (new payments only; redelivery counts refreshed).
 
-    `partition_of` maps an event id to its partition day. An event that cannot be stored (it does
+    `partition_of` maps an event id to its partition day; `days` (first, last) are the run's days,
+    each of which gets a `per_day` entry (without it, the days of the events). An event that cannot be stored (it does
     not parse, breaks a bound of `webhooks.limits`, or was received before those bounds) is
     quarantined in `ingest_rejects` with the reason, once; it never fails the day's load.
     """
     report = IngestReport(fetched=len(events))
+    loaded = [partition_of[event.id] for event in events]
+    first, last = days or (min(loaded, default=None), max(loaded, default=None))
+    if first is not None and last is not None:
+        report.per_day = {first + timedelta(days=n): dict.fromkeys(_PER_DAY, 0) for n in range((last - first).days + 1)}
+    for event in events:
+        report.per_day.setdefault(partition_of[event.id], dict.fromkeys(_PER_DAY, 0))["fetched"] += 1
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
@@ -168,6 +191,7 @@ def ingest_events(
         except Exception as exc:  # one bad event is quarantined, never the whole day
             reason = _unreadable_reason(exc)
             report.unreadable += 1
+            report.per_day[partition_of[event.id]]["unreadable"] += 1
             if len(report.unreadable_samples) < 20:
                 report.unreadable_samples.append((event.event_key, reason))
             rejects.append(
@@ -206,6 +230,9 @@ def ingest_events(
         fresh = [row for p, row in best.items() if p not in known or p in confirmed]
         report.new = insert_rows(conn, "payment_events", _EVENT_COLUMNS, fresh, on_conflict="ON CONFLICT DO NOTHING")
         report.skipped = sum(1 for r in fresh if r["inbox_status"] == "skipped")
+        for row in fresh:
+            report.per_day[row["partition_date"]]["new"] += 1
+            report.per_day[row["partition_date"]]["skipped_by_receiver"] += int(row["inbox_status"] == "skipped")
         for payment_id, row in best.items():
             if payment_id in known and payment_id not in confirmed and known[payment_id][1] != row["redeliveries"]:
                 conn.execute(
@@ -259,6 +286,21 @@ def event_stats(warehouse: Warehouse, first_day: date | None = None, last_day: d
         if status == "success":
             applied = Decimal(amount or 0)
     return {**counts, "amount_applied": float(applied), "redeliveries": redeliveries}
+
+
+def turned_away(warehouse: Warehouse, since: date) -> tuple[int, int]:
+    """Inbox events the loads since `since` (UTC midnight) could not read, and those plus the payments
+    they added (each is loaded, or quarantined, once)."""
+    start = datetime.combine(since, time(0), UTC)
+    with warehouse.connect() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM ingest_rejects"
+            "        WHERE flow = $flow AND rejected_at >= $start),"
+            " (SELECT count(*) FROM payment_events WHERE ingested_at >= $start)",
+            {"flow": FLOW, "start": start},
+        ).fetchone()
+    rejected, added = (int(row[0]), int(row[1])) if row else (0, 0)
+    return rejected, rejected + added
 
 
 def events_to_push(warehouse: Warehouse) -> list[str]:
