@@ -130,7 +130,7 @@ class AmoCrmResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     access_token: str = ""
     refresh_token: str = ""
     long_lived_token: str = ""
-    rate_per_s: float = 6.8
+    rate_per_s: float = 7.0
     state_dir: str = "data/state"
     retry_attempts: int = 5
     retry_backoff_s: float = 1.0
@@ -231,7 +231,7 @@ def amocrm_resource(prefix: str = "") -> AmoCrmResource:
         access_token=secret("AMO_ACCESS_TOKEN"),
         refresh_token=secret("AMO_REFRESH_TOKEN"),
         long_lived_token=secret("AMO_LONG_LIVED_TOKEN"),
-        rate_per_s=env_float(var("AMO_RATE_PER_S"), 6.8),
+        rate_per_s=env_float(var("AMO_RATE_PER_S"), 7.0),
         state_dir=str(data_dir() / "state"),
         retry_attempts=env_int(var("AMO_HTTP_RETRIES"), 5) or 5,
         retry_backoff_s=env_float(var("AMO_HTTP_BACKOFF_S"), 1.0),

@@ -28,7 +28,8 @@ names flows import stay importable from here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,9 @@ class SyncEngine:
         self.retry_backoff_max_s = retry_backoff_max_s
         self.lock_timeout_s = lock_timeout_s
         self.ledger = Ledger(warehouse, flow, entity, run_id)
+        # while a push runs: the thread writing its ledger rows, and the writes not yet waited for
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
 
     def next_attempt_at(self, attempts: int, now: datetime) -> datetime | None:
         """When a record rejected `attempts` times may be tried again (None: on the next run)."""
@@ -200,11 +204,58 @@ class SyncEngine:
             return report
         try:
             changes = self._match_existing(changes, destination, report)
-            for start in range(0, len(changes), max(destination.batch_size, 1)):
-                self._push_chunk(changes[start : start + destination.batch_size], destination, report)
+            size = max(destination.batch_size, 1)
+            chunks = [changes[start : start + size] for start in range(0, len(changes), size)]
+            self._push_all(chunks, destination, report)
         finally:
             report.api_requests = destination.requests_used() - start_requests
         return report
+
+    def _push_all(self, chunks: Sequence[Sequence[Change]], destination: Destination, report: SyncReport) -> None:
+        """Push the chunks in order. The warehouse writes run in one background thread, one at a time:
+        the next chunk is marked in flight while this one is sent, and this one is settled while the
+        next is sent, so the rate budget is not left idle during warehouse work. A chunk is sent only
+        once its in-flight mark is committed."""
+        if not chunks:
+            return
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{self.flow}")
+        try:
+            mark = self._write(self.ledger.mark_in_flight, chunks[0])
+            for i, chunk in enumerate(chunks):
+                mark.result()
+                for done in [f for f in self._pending if f.done()]:
+                    done.result()  # a failed settle stops the push here, not at the end
+                following = chunks[i + 1] if i + 1 < len(chunks) else None
+                if following is not None:
+                    mark = self._write(self.ledger.mark_in_flight, following)
+                try:
+                    self._push_chunk(chunk, destination, report, marked=True)
+                except BaseException:
+                    if following is not None:
+                        self._drain()
+                        self.ledger.restore(following)  # marked, never sent
+                    raise
+            self._drain()
+        finally:
+            writer, self._writer = self._writer, None
+            writer.shutdown(wait=True)
+            self._pending = []
+
+    def _write(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        if self._writer is None:
+            fn(*args)
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        future = self._writer.submit(fn, *args)
+        self._pending.append(future)
+        return future
+
+    def _drain(self) -> None:
+        """Wait for every queued warehouse write; raise the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _match_existing(self, changes: list[Change], destination: Destination, report: SyncReport) -> list[Change]:
         """Look up records about to be created in the target, so none is created twice.
@@ -239,11 +290,19 @@ class SyncEngine:
         return result
 
     def _push_chunk(
-        self, chunk: Sequence[Change], destination: Destination, report: SyncReport, depth: int = 0
+        self,
+        chunk: Sequence[Change],
+        destination: Destination,
+        report: SyncReport,
+        depth: int = 0,
+        *,
+        marked: bool = False,
     ) -> None:
         if not chunk:
             return
-        self.ledger.mark_in_flight(chunk)
+        if not marked:
+            self._drain()
+            self.ledger.mark_in_flight(chunk)
         try:
             outcomes = destination.push(chunk)
         except AmbiguousWriteError as exc:
@@ -257,11 +316,13 @@ class SyncEngine:
         except ApiError as exc:
             # The service answered with an error, so nothing was applied.
             if isinstance(exc, AuthError) or not _refused_as_a_whole(exc):
+                self._drain()
                 self.ledger.restore(chunk)
                 raise
             self._split(chunk, destination, report, str(exc))
             return
         except ConfigError:
+            self._drain()
             self.ledger.restore(chunk)
             raise
         # Anything else (a crash, an interrupt) leaves the chunk in flight: the next run looks it up.
@@ -295,7 +356,7 @@ class SyncEngine:
                 report.skipped += 1
             else:
                 report.settled += 1
-        self.ledger.settle(pairs, self.next_attempt_at)
+        self._write(self.ledger.settle, pairs, self.next_attempt_at)
 
 
 def _now() -> datetime:

@@ -177,9 +177,7 @@ def test_threads_sharing_one_limiter_stay_within_rate() -> None:
 WORKER = textwrap.dedent(
     """
     import json, sys, time
-    from integration_sync.connectors.amocrm import AmoCrmClient
-from integration_sync.connectors.amocrm_auth import AmoAuth
-from integration_sync.connectors.ratelimit import RateLimiter
+    from integration_sync.connectors.ratelimit import RateLimiter
     state, out, start_at, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
     limiter = RateLimiter(20.0, 2, state_path=state, name="shared")
     time.sleep(max(0.0, start_at - time.time()))
