@@ -35,11 +35,11 @@ from integration_sync.connectors.amocrm_auth import (
     parse_amocrm_error,
 )
 from integration_sync.connectors.amocrm_fields import (
+    PhoneKey,
     clear_field,
     enum_field_value,
     field_value,
     normalize_email,
-    normalize_phone,
     phone_query_forms,
     sanitize_for_write,
     to_write_form,
@@ -290,16 +290,18 @@ class AmoCrmClient(ServiceClient):
         return list(self.iter_contacts(query=str(query).strip(), with_leads=with_leads))
 
     def find_contacts_by_phone(
-        self, phone: str, *, with_leads: bool = False, first_match: bool = False
+        self, phone: str, phone_key: PhoneKey, *, with_leads: bool = False, first_match: bool = False
     ) -> list[Contact]:
-        """Contacts whose PHONE field holds this number, compared normalized (8/7/+7 alike).
-        Searches each query form amoCRM needs and returns only verified hits, by id; with
-        ``first_match`` it stops at the first form that finds one (fewer requests)."""
-        wanted = normalize_phone(phone)
+        """Contacts whose PHONE field holds this number (E.164), compared through the caller's
+        ``phone_key`` (8/7/+7 alike). Searches each query form amoCRM needs and returns only verified
+        hits, by id; with ``first_match`` it stops at the first form that finds one (fewer requests)."""
+        wanted = phone_key(phone)
+        if wanted is None:
+            return []
         found: dict[int, Contact] = {}
-        for form in phone_query_forms(phone):
+        for form in phone_query_forms(wanted):
             for contact in self.find_contacts(form, with_leads=with_leads):
-                if contact.id not in found and any(normalize_phone(p) == wanted for p in contact.phones()):
+                if contact.id not in found and any(phone_key(p) == wanted for p in contact.phones()):
                     found[contact.id] = contact
             if found and first_match:
                 break
@@ -635,12 +637,12 @@ __all__ = [
     "LinkMetadata",
     "Note",
     "NoteParams",
+    "PhoneKey",
     "Pipeline",
     "Status",
     "clear_field",
     "enum_field_value",
     "field_value",
-    "normalize_phone",
     "phone_query_forms",
     "read_enum_ids",
     "read_field_values",

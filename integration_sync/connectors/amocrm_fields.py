@@ -4,8 +4,7 @@ amoCRM refuses with ``enum_code``), reading them back, and the phone and e-mail 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -98,22 +97,16 @@ def sanitize_for_write(body: Any) -> Any:
 # -- phone and email matching -------------------------------------------------------------------
 
 
-def normalize_phone(value: Any) -> str:
-    """Digits only; ``8XXXXXXXXXX`` and 10-digit national numbers become ``7XXXXXXXXXX``
-    (Russia and Kazakhstan share +7)."""
-    digits = re.sub(r"\D", "", str(value or ""))
-    if len(digits) == 11 and digits[0] == "8":
-        return "7" + digits[1:]
-    if len(digits) == 10:
-        return "7" + digits
-    return digits
+PhoneKey = Callable[[str], str | None]
+"""The project's one phone rule (`sync.normalize.normalize_phone`, E.164), handed in by the caller:
+the connector searches and compares with it, and owns no rule of its own."""
 
 
 def phone_query_forms(phone: str) -> list[str]:
-    """The strings to search for one phone: amoCRM's ``query`` does not normalize phones, so
-    ``+7…``, ``8…`` and bare ``7…`` are different searches."""
-    digits = normalize_phone(phone)
-    if not digits:
+    """The strings to search for one phone given in E.164 (``+77011234567``): amoCRM's ``query``
+    does not normalize phones, so ``+7…``, ``8…`` and bare ``7…`` are different searches."""
+    digits = phone.strip().removeprefix("+")
+    if not digits.isdigit():
         return []
     if len(digits) == 11 and digits.startswith("7"):
         return [f"+{digits}", f"8{digits[1:]}", digits]

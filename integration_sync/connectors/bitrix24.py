@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,31 +214,14 @@ def bitrix24_retry_after(response: httpx.Response) -> float | None:
     return None
 
 
-# -- phone/email normalization for duplicate matching ---------------------------------------------
+# -- email normalization for duplicate matching (phones: the caller's rule, see `PhoneKey`) -----
 
-
-def normalize_phone(value: str) -> str:
-    """Digits only, with Russian/Kazakh prefixes unified: ``8XXXXXXXXXX`` and 10-digit national
-    numbers become ``7XXXXXXXXXX``."""
-    digits = re.sub(r"\D", "", value or "")
-    if len(digits) == 11 and digits[0] == "8":
-        return "7" + digits[1:]
-    if len(digits) == 10:
-        return "7" + digits
-    return digits
+PhoneKey = Callable[[str], str | None]
+"""The project's one phone rule (`sync.normalize.normalize_phone`, E.164), handed in by the caller."""
 
 
 def normalize_email(value: str) -> str:
     return (value or "").strip().lower()
-
-
-def _phone_query_value(value: str) -> str:
-    """What to send to findbycomm for one phone: ``+7XXXXXXXXXX`` for Russian/Kazakh numbers
-    (Bitrix normalizes ``+7``/``8`` alike but not a bare 10-digit number), else the value as is."""
-    normalized = normalize_phone(value)
-    if len(normalized) == 11 and normalized.startswith("7"):
-        return "+" + normalized
-    return value.strip() if normalized else ""
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -407,9 +390,12 @@ class Bitrix24Client(ServiceClient):
 
     # -- duplicates ----------------------------------------------------------------------------
 
-    def find_contact_ids_by_comm(self, phones: Sequence[str], emails: Sequence[str]) -> dict[str, list[int]]:
+    def find_contact_ids_by_comm(
+        self, phones: Sequence[str], emails: Sequence[str], phone_key: PhoneKey
+    ) -> dict[str, list[int]]:
         """Map each given phone and email (the input strings are the keys) to the ids of contacts
-        having it (phones compared by normalized digits, 8/7 prefixes equal; emails lowercased).
+        having it (phones searched and compared in the form ``phone_key`` gives, E.164: Bitrix24
+        finds ``+7…`` and ``8…`` alike; emails lowercased).
 
         Cost: ``crm.duplicate.findbycomm`` answers one id set per 20 values, so values go 20 per
         command and 50 commands per batch (1000 values per request); the hits are then read back
@@ -417,7 +403,7 @@ class Bitrix24Client(ServiceClient):
         """
         phone_inputs = list(dict.fromkeys(p for p in phones if p is not None))
         email_inputs = list(dict.fromkeys(e for e in emails if e is not None))
-        phone_values = [v for v in dict.fromkeys(_phone_query_value(p) for p in phone_inputs) if v]
+        phone_values = [v for v in dict.fromkeys(phone_key(p) for p in phone_inputs) if v]
         email_values = [v for v in dict.fromkeys(normalize_email(e) for e in email_inputs) if v]
         commands: list[tuple[str, Mapping[str, Any]]] = []
         for kind, values in (("PHONE", phone_values), ("EMAIL", email_values)):
@@ -447,14 +433,16 @@ class Bitrix24Client(ServiceClient):
                 contact_id = int(row["ID"])
                 for item in row.get("PHONE") or []:
                     if isinstance(item, dict) and item.get("VALUE"):
-                        by_phone.setdefault(normalize_phone(str(item["VALUE"])), set()).add(contact_id)
+                        key = phone_key(str(item["VALUE"]))
+                        if key:
+                            by_phone.setdefault(key, set()).add(contact_id)
                 for item in row.get("EMAIL") or []:
                     if isinstance(item, dict) and item.get("VALUE"):
                         by_email.setdefault(normalize_email(str(item["VALUE"])), set()).add(contact_id)
 
         found: dict[str, list[int]] = {}
         for phone in phone_inputs:
-            normalized = normalize_phone(phone)
+            normalized = phone_key(phone)
             found[phone] = sorted(by_phone.get(normalized, set())) if normalized else []
         for email in email_inputs:
             normalized = normalize_email(email)

@@ -140,16 +140,6 @@ class KaspiCustomer(KaspiModel):
     cell_phone: OptStr = None
 
     @property
-    def phone_e164(self) -> str | None:
-        """``cellPhone`` is 10 digits without +7: E.164 is ``+7`` followed by them."""
-        digits = "".join(ch for ch in self.cell_phone or "" if ch.isdigit())
-        if len(digits) == 10:
-            return "+7" + digits
-        if len(digits) == 11 and digits[0] in "78":
-            return "+7" + digits[1:]
-        return "+" + digits if digits else None
-
-    @property
     def full_name(self) -> str:
         parts = [p for p in (self.first_name, self.last_name) if p]
         return " ".join(parts) or (self.name or "")
@@ -218,13 +208,6 @@ class KaspiOrder(KaspiModel):
     def attributes_dict(self) -> dict[str, Any]:
         """The attributes exactly as Kaspi sent them (creationDate in ms)."""
         return dict(self.attributes)
-
-    @property
-    def phone_e164(self) -> str | None:
-        for person in (self.customer, self.user):
-            if person is not None and person.phone_e164:
-                return person.phone_e164
-        return None
 
 
 class KaspiOffer(KaspiModel):

@@ -139,6 +139,10 @@ class Bitrix24Crm:
         # phone/email -> contact id of contacts created or matched in this run
         self.known_contacts: dict[str, str] = {}
 
+    def phone_key(self, raw: str) -> str | None:
+        """The project's phone rule in this portal's region: E.164."""
+        return normalize_phone(raw, self.region)
+
     # ---- reads ------------------------------------------------------------------------------
 
     def lookup(self, lookups: Sequence[KeyLookup]) -> list[dict[str, list[dict[str, Any]]]]:
@@ -168,7 +172,7 @@ class Bitrix24Crm:
         """Phone/email -> the oldest contact verified to hold it (findbycomm, 20 values a command)."""
         if not phones and not emails:
             return {}
-        matches = self.client.find_contact_ids_by_comm(sorted(set(phones)), sorted(set(emails)))
+        matches = self.client.find_contact_ids_by_comm(sorted(set(phones)), sorted(set(emails)), self.phone_key)
         return {value: str(min(ids)) for value, ids in matches.items() if ids}
 
     def contact_comms(self, contact_ids: Collection[str]) -> dict[str, set[str]]:

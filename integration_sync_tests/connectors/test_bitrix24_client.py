@@ -16,7 +16,6 @@ from integration_sync.connectors.bitrix24 import (
     classify_bitrix24,
     encode_params,
     is_idempotent_method,
-    normalize_phone,
 )
 from integration_sync.connectors.errors import (
     AmbiguousWriteError,
@@ -27,6 +26,7 @@ from integration_sync.connectors.errors import (
     TransientError,
 )
 from integration_sync.connectors.http import HttpPolicy, ResponseKind
+from integration_sync.sync.normalize import normalize_phone
 from integration_sync_tests.connectors.sandbox_support import FAST_POLICY, Sandbox, running_sandbox
 
 # -- pure parts ---------------------------------------------------------------------------------
@@ -99,12 +99,6 @@ def test_throttle_answers_are_classified_even_with_html_bodies() -> None:
     assert classify_bitrix24(creds) is ResponseKind.AUTH
     assert classify_bitrix24(invalid) is ResponseKind.CLIENT_ERROR
     assert classify_bitrix24(httpx.Response(200, json={"result": 1})) is ResponseKind.OK
-
-
-def test_phone_normalization_treats_8_and_7_alike() -> None:
-    assert normalize_phone("8 (916) 123-45-67") == normalize_phone("+7 916 123 45 67") == "79161234567"
-    assert normalize_phone("9161234567") == "79161234567"
-    assert normalize_phone("") == ""
 
 
 def test_a_malformed_webhook_url_is_a_config_error_without_the_code() -> None:
@@ -331,7 +325,7 @@ def test_find_contact_ids_by_comm_is_cheap_and_exact(sandbox: Sandbox, b24: Bitr
     emails = [f"USER{i}@Example.com" if i < existing else f"new{i}@example.com" for i in range(users)]
 
     before = b24.requests_used
-    found = b24.find_contact_ids_by_comm(phones, emails)
+    found = b24.find_contact_ids_by_comm(phones, emails, lambda raw: normalize_phone(raw, "RU"))
     used = b24.requests_used - before
 
     lookups = math.ceil(users / 20) * 2  # findbycomm commands, 20 values each

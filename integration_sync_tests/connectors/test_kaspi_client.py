@@ -25,6 +25,7 @@ from integration_sync.connectors.kaspi import (
     split_windows,
     to_epoch_ms,
 )
+from integration_sync.defs.kaspi_amocrm.mapping import kaspi_phone
 from integration_sync_tests.connectors.sandbox_support import FAST_POLICY, Sandbox, running_sandbox
 
 GE = "filter[orders][creationDate][$ge]"
@@ -71,11 +72,11 @@ def test_orders_carry_typed_attributes_the_raw_ones_and_the_included_user() -> N
     order = KaspiOrder.from_resource(ORDER, {"customerID": {"firstName": "Иван", "cellPhone": "7750000000"}})
     assert order.code == "ordercode" and order.id == "orderID" and order.total_price == 96045
     assert order.creation_date == datetime(2016, 11, 18, 12, 0, 46, 241000, tzinfo=UTC)
-    assert order.customer is not None and order.customer.phone_e164 == "+77750000000"
+    assert order.customer is not None and order.customer.cell_phone == "7750000000"  # E.164: the mapping's rule
     assert order.delivery_address is not None and order.delivery_address.town == "Алматы"
     assert order.user is not None and order.user.id == "customerID" and order.user.first_name == "Иван"
     assert order.attributes_dict()["creationDate"] == 1479470446241
-    assert order.phone_e164 == "+77750000000"
+    assert kaspi_phone(order.customer.cell_phone) == "+77750000000"
 
 
 def test_entries_read_the_offer_or_keep_the_product_id_for_the_fallback() -> None:

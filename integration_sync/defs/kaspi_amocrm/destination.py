@@ -169,13 +169,18 @@ class KaspiLeadsDestination:
         for chunk in _chunks(complex_items):
             answer = self.client.create_leads_complex([body for _, body in chunk])
             for (change, _), created in zip(chunk, answer, strict=True):
-                ids[change.key] = {"lead": str(created.id), "contact": str(created.contact_id)}
-                self._remember_contact(change.payload["contact"]["phone"], str(created.contact_id))
-                self.leads.remember(change.key, LeadRef(str(created.id), str(created.contact_id)))
+                contact_id = None if created.contact_id is None else str(created.contact_id)
+                ids[change.key] = {"lead": str(created.id)}
+                if contact_id is not None:  # an answer without the contact's id: matched by phone next run
+                    ids[change.key]["contact"] = contact_id
+                    self._remember_contact(change.payload["contact"]["phone"], contact_id)
+                self.leads.remember(change.key, LeadRef(str(created.id), contact_id))
         plain = []
         for change in later:
             contact = ids.get(change.key, {}).get("contact") or self._contact_of(change.payload["contact"]["phone"])
-            ids.setdefault(change.key, {})["contact"] = str(contact)
+            if contact:
+                ids.setdefault(change.key, {})["contact"] = str(contact)
+            ids.setdefault(change.key, {})
             plain.append((change, self._lead_body(change, contact_id=contact)))
         for chunk in _chunks(plain):
             created_leads = self.client.create_leads([body for _, body in chunk])

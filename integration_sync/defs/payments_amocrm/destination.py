@@ -50,6 +50,7 @@ from integration_sync.defs.payments_amocrm.mapping import (
 )
 from integration_sync.defs.payments_amocrm.tables import PaymentLedger, Target
 from integration_sync.sync.engine import Change, Outcome
+from integration_sync.sync.normalize import normalize_phone
 from integration_sync.targets.amocrm_contacts import AmoContactIndex
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,9 @@ class PaymentsDestination:
                 kept += 1
         return kept
 
+    def _phone_key(self, raw: str) -> str | None:
+        return normalize_phone(raw, self.settings.default_country)
+
     def _search(self, customer: Mapping[str, Any]) -> Contact | None:
         """Telegram id, then phone, then email; the first verified hit (lowest id if several)."""
         for identity in identities(customer):
@@ -279,7 +283,7 @@ class PaymentsDestination:
                     continue
                 hits = self.client.find_contacts_by_field(self.settings.contact_tg_id_field, value, with_leads=True)
             elif kind == "phone":
-                hits = self.client.find_contacts_by_phone(value, with_leads=True, first_match=True)
+                hits = self.client.find_contacts_by_phone(value, self._phone_key, with_leads=True, first_match=True)
             else:
                 hits = self.client.find_contacts_by_email(value, with_leads=True)
             verified = [c for c in hits if holds_identity(c, identity, self.settings)]
