@@ -9,13 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from integration_sync.lib.registry import CommandGroups, plugins
 from integration_sync.lib.settings_files import load_dotenv
+from integration_sync.ops.commands import add_operator_commands
 
 
 def credential_vars() -> tuple[str, ...]:
@@ -58,15 +60,59 @@ def _init_instance(home: str) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Addresses:
+    """Where `up` serves: the command line's options, else the environment (after the project's `.env`)."""
+
+    host: str
+    port: int
+    sandbox_port: int
+    webhook_port: int
+
+
+def resolve_addresses(args: argparse.Namespace, environ: Mapping[str, str]) -> Addresses:
+    """Options given on the command line win; the others come from `environ`, read after the project
+    dir's `.env` is loaded (the parser's defaults are read before `--project-dir` is known)."""
+
+    def port(value: int | None, name: str, default: int) -> int:
+        return value if value is not None else _env_port(name, default, environ)
+
+    return Addresses(
+        host=args.host or environ.get("INTEGRATION_SYNC_HOST", "").strip() or "127.0.0.1",
+        port=port(args.port, "DAGSTER_PORT", 3000),
+        sandbox_port=port(args.sandbox_port, "SANDBOX_PORT", 8787),
+        webhook_port=port(args.webhook_port, "WEBHOOK_PORT", 8001),
+    )
+
+
+def sandbox_overrides(configured: Mapping[str, str], sandbox: Mapping[str, str]) -> list[str]:
+    """Names (never values) of the variables the configuration sets that the sandbox replaces."""
+    return sorted(name for name, value in sandbox.items() if configured.get(name) and configured[name] != value)
+
+
+def prepare_sandbox_home(root: Path, project_home: Path) -> tuple[Path, Path]:
+    """The sandbox's own data dir and Dagster instance (`data/sandbox/`, `data/sandbox/dagster_home`),
+    emptied: its accounts are new at every start, and its runs and partitions must not show in the real
+    instance (nor the real ones in it). The instance's settings are a copy of the project's shipped
+    `dagster_home/dagster.yaml` (SQLite), never a DAGSTER_HOME's that may point at a shared database."""
+    data = root / "data" / "sandbox"
+    shutil.rmtree(data, ignore_errors=True)
+    home = data / "dagster_home"
+    home.mkdir(parents=True)
+    settings = project_home / "dagster.yaml"
+    if settings.exists():
+        shutil.copy(settings, home / "dagster.yaml")
+    return data, home
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the sandbox (when no credentials are configured), the Dagster webserver and daemon."""
     root = Path(args.project_dir).resolve()
     load_dotenv(root / ".env")
+    at = resolve_addresses(args, os.environ)
     env = dict(os.environ)
     env.setdefault("DAGSTER_HOME", str(root / "dagster_home"))
     env.setdefault("INTEGRATION_SYNC_DATA_DIR", str(root / "data"))
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    _init_instance(env["DAGSTER_HOME"])
     procs: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -82,38 +128,45 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         sandbox = args.sandbox or not any(env.get(name) for name in credential_vars())
         if sandbox:
-            from integration_sync.sandbox.env import sandbox_env
+            from integration_sync.sandbox.env import SANDBOX_DAYS, sandbox_env
 
-            # The sandbox's accounts are new at every start: so are its warehouse and token store.
-            data = root / "data" / "sandbox"
-            shutil.rmtree(data, ignore_errors=True)
-            data.mkdir(parents=True)
-            env["INTEGRATION_SYNC_DATA_DIR"] = str(data)
+            data, home = prepare_sandbox_home(root, root / "dagster_home")
+            base = f"http://{at.host}:{at.sandbox_port}"
+            receiver = f"http://{at.host}:{at.webhook_port}"
+            replaced = {
+                **sandbox_env(base, receiver, SANDBOX_DAYS),
+                "DAGSTER_HOME": str(home),
+                "INTEGRATION_SYNC_DATA_DIR": str(data),
+                "WAREHOUSE_PATH": "",
+            }
+            if env.get("PLATFORM_WEBHOOK_SECRET"):  # .env's secret wins over the platform emulator's published one
+                del replaced["PLATFORM_WEBHOOK_SECRET"]
+            overridden = sandbox_overrides(os.environ, replaced)
+            env.update(replaced)
             env.pop("WAREHOUSE_PATH", None)
-
-            base = f"http://{args.host}:{args.sandbox_port}"
-            proc = start(
-                [_bin("integration-sync"), "sandbox", "serve", "--host", args.host, "--port", str(args.sandbox_port)]
-            )
+            serve = ["sandbox", "serve", "--host", at.host, "--port", str(at.sandbox_port), "--days", str(SANDBOX_DAYS)]
+            proc = start([_bin("integration-sync"), *serve])
             _wait_http(f"{base}/_sandbox/stats", 60, proc)
-            own_secret = env.get("PLATFORM_WEBHOOK_SECRET")
-            env.update(sandbox_env(base, f"http://{args.host}:{args.webhook_port}"))
-            if own_secret:  # .env's secret wins over the platform emulator's published one
-                env["PLATFORM_WEBHOOK_SECRET"] = own_secret
             print(f"sandbox: no credentials in .env, every connector points at {base}", flush=True)
+            if overridden:
+                names = ", ".join(overridden)
+                print(f"sandbox: its own values replace these set in .env or the environment: {names}", flush=True)
+        Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        _init_instance(env["DAGSTER_HOME"])
         if any(env.get(name) for name in receiver_vars()):
             hook = start(
-                [_bin("integration-sync"), "webhooks", "serve", "--host", args.host, "--port", str(args.webhook_port)]
+                [_bin("integration-sync"), "webhooks", "serve", "--host", at.host, "--port", str(at.webhook_port)]
             )
-            _wait_http(f"http://{args.host}:{args.webhook_port}/webhook/health", 60, hook)
-            print(f"webhook receiver: http://{args.host}:{args.webhook_port}/webhook/", flush=True)
+            _wait_http(f"http://{at.host}:{at.webhook_port}/webhook/health", 60, hook)
+            print(f"webhook receiver: http://{at.host}:{at.webhook_port}/webhook/", flush=True)
         else:
             print(f"webhook receiver not started: none of {', '.join(receiver_vars())} is set", flush=True)
+        _print_doctor(env)
         workspace = str(root / "workspace.yaml")
-        web = start([_bin("dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)])
+        web = start([_bin("dagster-webserver"), "-w", workspace, "-h", at.host, "-p", str(at.port)])
         start([_bin("dagster-daemon"), "run", "-w", workspace])
-        _wait_http(f"http://{args.host}:{args.port}/server_info", 180, web)
-        print(f"Dagster UI: http://{args.host}:{args.port}  (Ctrl-C stops everything)", flush=True)
+        _wait_http(f"http://{at.host}:{at.port}/server_info", 180, web)
+        print(f"Dagster UI: http://{at.host}:{at.port}  (Ctrl-C stops everything)", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)
         return 1
@@ -128,6 +181,22 @@ def cmd_up(args: argparse.Namespace) -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _print_doctor(env: dict[str, str]) -> None:
+    """Before Dagster starts: each flow's state, so a wrong setting is named before it costs a run
+    (a flow that is not configured skips its schedules and sensors with that reason)."""
+    from integration_sync import doctor
+
+    try:
+        code, text = doctor.run(env)
+    except Exception as exc:  # the summary must never stop the stack from starting
+        print(f"doctor: could not check the flows ({type(exc).__name__})", flush=True)
+        return
+    print("doctor (integration-sync doctor for details):", flush=True)
+    print("\n".join(f"  {line}" for line in text.splitlines()), flush=True)
+    if code:
+        print("  some flows have problems: their runs would fail until they are fixed", flush=True)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -161,10 +230,10 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_env(args: argparse.Namespace) -> int:
-    from integration_sync.sandbox.env import sandbox_env
+    from integration_sync.sandbox.env import SANDBOX_DAYS, sandbox_env
 
     receiver = f"http://{args.webhook_host}:{args.webhook_port}"
-    for key, value in sandbox_env(f"http://{args.host}:{args.port}", receiver).items():
+    for key, value in sandbox_env(f"http://{args.host}:{args.port}", receiver, SANDBOX_DAYS).items():
         print(f"export {key}={_quote(value)}")
     return 0
 
@@ -175,9 +244,9 @@ def _quote(value: str) -> str:
     return shlex.quote(value)
 
 
-def _env_port(name: str, default: int) -> int:
+def _env_port(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
     """A port from the environment, named when it is not one (a bad .env value, not a traceback)."""
-    raw = os.environ.get(name, "").strip()
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
     if not raw:
         return default
     if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -190,10 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the sandbox if needed, the Dagster webserver and daemon")
-    up.add_argument("--host", default=os.environ.get("INTEGRATION_SYNC_HOST", "127.0.0.1"))
-    up.add_argument("--port", type=int, default=_env_port("DAGSTER_PORT", 3000))
-    up.add_argument("--sandbox-port", type=int, default=_env_port("SANDBOX_PORT", 8787))
-    up.add_argument("--webhook-port", type=int, default=_env_port("WEBHOOK_PORT", 8001))
+    # No defaults here: `resolve_addresses` reads them once the project dir's .env is loaded.
+    up.add_argument("--host", help="default: INTEGRATION_SYNC_HOST or 127.0.0.1")
+    up.add_argument("--port", type=int, help="the Dagster UI's; default: DAGSTER_PORT or 3000")
+    up.add_argument("--sandbox-port", type=int, help="default: SANDBOX_PORT or 8787")
+    up.add_argument("--webhook-port", type=int, help="default: WEBHOOK_PORT or 8001")
     up.add_argument("--sandbox", action="store_true", help="use the sandbox even if credentials are set")
     up.add_argument("--project-dir", default=".")
     up.set_defaults(func=cmd_up)
@@ -203,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="one JSON document instead of lines")
     doctor.add_argument("--project-dir", default=".", help="where .env is read from")
     doctor.set_defaults(func=cmd_doctor)
+    add_operator_commands(sub)  # inspect, amocrm authorize, trace, redrive
 
     webhooks = sub.add_parser("webhooks", help="the webhook receiver (every flow's routes)")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)

@@ -1,9 +1,10 @@
-"""`integration-sync doctor`: each flow's configuration as the registry knows it — configured, not
-configured (none of its variables set: the sandbox or another deployment serves it), or incomplete
+"""`integration-sync doctor`: each flow's configuration as the registry knows it — configured, on the
+sandbox, not configured (none of its variables set: the sandbox or another deployment serves it), or incomplete
 (naming each missing variable) — plus the problems each flow's own `doctor` hook finds.
 
-It reads the environment only (after `.env`); the checks against the live services come with each
-flow's hook."""
+The hooks (each flow's `preflight.doctor`) check, read-only, against the services the environment
+points at: credentials work, and every pipeline, stage, field and enum id the settings name exists.
+They run only for a flow whose variables are all set; a hook that fails unexpectedly is one line."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from integration_sync.lib.registry import FlowPlugin, plugins
 @dataclass
 class FlowReport:
     flow: str
-    state: str  # "configured" | "not configured" | "incomplete"
+    state: str  # "configured" | "sandbox" (configured, on the emulators) | "not configured" | "incomplete"
     problems: list[str] = field(default_factory=list)
 
 
@@ -25,9 +26,22 @@ def check_flow(flow: FlowPlugin, env: Mapping[str, str]) -> FlowReport:
     if not any((env.get(name) or "").strip() for name in flow.source_vars):
         return FlowReport(flow.name, "not configured")
     problems = [f"{name} is not set" for name in flow.missing_vars(env)]
-    if flow.doctor is not None:
-        problems += flow.doctor(env)
-    return FlowReport(flow.name, "incomplete" if problems else "configured", problems)
+    if flow.doctor is not None and not problems:
+        try:
+            problems += flow.doctor(env)
+        except Exception as exc:  # a bug in a check must not hide the other flows' reports
+            problems.append(f"the checks against the services failed ({type(exc).__name__})")
+    if problems:
+        return FlowReport(flow.name, "incomplete", problems)
+    return FlowReport(flow.name, "sandbox" if _on_the_sandbox(flow, env) else "configured")
+
+
+def _on_the_sandbox(flow: FlowPlugin, env: Mapping[str, str]) -> bool:
+    """Whether the flow's services are the built-in emulators (`integration-sync up` without credentials)."""
+    sandbox = (env.get("SANDBOX_BASE_URL") or "").strip().rstrip("/")
+    values = [(env.get(name) or "").strip() for name in (*flow.source_vars, *flow.account_vars)]
+    urls = [v for v in values if v.startswith(("http://", "https://"))]
+    return bool(sandbox and urls) and all(url.startswith(sandbox) for url in urls)
 
 
 def run(env: Mapping[str, str], only: Sequence[str] = (), as_json: bool = False) -> tuple[int, str]:

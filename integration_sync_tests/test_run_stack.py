@@ -92,7 +92,7 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
         assert groups["kaspi/orders"] == "kaspi_amocrm"
         assert groups["amocrm/kaspi_leads"] == "kaspi_amocrm"
         crons = {s["name"]: (s["cronSchedule"], s["scheduleState"]["status"]) for s in repo["schedules"]}
-        assert crons["kaspi_new_orders"] == ("* * * * *", "RUNNING")
+        assert "kaspi_new_orders" not in crons  # a sensor now: an idle minute launches no run
         assert crons["kaspi_reconciliation"] == ("*/10 * * * *", "RUNNING")
         schedule = next(s for s in repo["schedules"] if s["name"] == "abcp_bitrix24_daily")
         assert (schedule["cronSchedule"], schedule["executionTimezone"]) == ("10 2 * * *", "Europe/Moscow")
@@ -103,7 +103,8 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
         health = httpx.get(f"http://127.0.0.1:{webhook_port}/webhook/health", timeout=10)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert groups["platform/payment_events"] == groups["amocrm/payment_leads"] == "payments_amocrm"
-        assert {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]} == {"payment_inbox": "RUNNING"}
+        sensors = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
+        assert sensors["payment_inbox"] == sensors["kaspi_new_orders"] == "RUNNING"
         # a payment posted to the receiver reaches the amoCRM emulator through the daemon's sensor
         body, headers = signed(payment("stack-1"), PLATFORM_WEBHOOK_SECRET)
         answer = httpx.post(f"http://127.0.0.1:{webhook_port}/webhook/payment", content=body, headers=headers)
@@ -116,6 +117,7 @@ def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the payment never reached amoCRM"
             time.sleep(0.5)
         two_pushes_launched_from_the_ui(port, sandbox_port, repo["name"])
+        redrive_through_the_queue(port, tmp_path, env)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -201,3 +203,34 @@ def two_pushes_launched_from_the_ui(port: int, sandbox_port: int, repo: str) -> 
     deals = httpx.get(f"{sandbox}/_sandbox/bitrix24/deals", timeout=10).json()
     per_user = Counter(str(d.get(UF_ABCP_USER_ID)) for d in deals)
     assert len(per_user) > 5 and max(per_user.values()) == 1, per_user.most_common(3)
+
+
+REDRIVEN = """
+query($runId: ID!) { runOrError(runId: $runId) { ... on Run { runConfigYaml tags { key value } } }
+  assetOrError(assetKey: {path: ["amocrm", "payment_leads"]}) { ... on Asset {
+    assetMaterializations(limit: 1) { runId metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }
+"""
+
+
+def redrive_through_the_queue(port: int, project: Path, env: dict[str, str]) -> None:
+    """`integration-sync redrive` submits the flow's push to the running webserver: the run carries the
+    flow's push tag (queued behind any run of the flow), its config the keys, and run_push re-drives them."""
+    tool = str(Path(sys.executable).parent / "integration-sync")
+    done = subprocess.run(
+        [tool, "redrive", "payments_amocrm", "stack-1", "--wait", "120"],
+        env={**env, "DAGSTER_PORT": str(port)},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = done.stdout.split("submitted run ")[1].split()[0]
+    data = graphql(port, REDRIVEN, runId=run_id)
+    tags = {t["key"]: t["value"] for t in data["runOrError"]["tags"]}
+    assert tags["integration_sync/push"] == "payments_amocrm"
+    assert "redrive_keys" in data["runOrError"]["runConfigYaml"] and "stack-1" in data["runOrError"]["runConfigYaml"]
+    (event,) = data["assetOrError"]["assetMaterializations"]
+    assert event["runId"] == run_id
+    metadata = {m["label"]: m.get("intValue") for m in event["metadataEntries"]}
+    assert metadata["redriven"] == 0  # stack-1 landed: nothing failed to re-drive, and nothing was pushed twice

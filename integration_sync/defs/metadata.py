@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from integration_sync.sync.engine import PlannedChange, SyncReport
 
@@ -31,6 +32,13 @@ class PushConfig(dg.Config):
     dry_run: bool = False
     limit: int | None = None
     mode: PushMode | None = None
+    # re-drive (`integration-sync redrive`): these failed records, or every one, get a fresh retry budget
+    redrive_keys: list[str] = Field(default_factory=list)
+    redrive_all_failed: bool = False
+
+    def redrive_selection(self) -> list[str] | None:
+        """The keys to re-drive before the push: a list (empty: none), or None for every failed record."""
+        return None if self.redrive_all_failed else list(self.redrive_keys)
 
 
 def _cell(value: Any, width: int = 200) -> str:

@@ -12,6 +12,7 @@ loads — and, as for any YAML component, the folder's other modules are not sca
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, wraps
@@ -23,6 +24,7 @@ import dagster as dg
 from integration_sync.defs.runs import push_in_progress
 from integration_sync.lib.checks import TurnedAway, ingest_checks, push_checks
 from integration_sync.lib.push import Push, build_push_asset, push_tags
+from integration_sync.lib.registry import plugins
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -51,15 +53,30 @@ def flow_job(
 Evaluation = Callable[..., Any]
 
 
-def skip_while_running(flow: str) -> Callable[[Evaluation], Evaluation]:
-    """Wrap a schedule's evaluation: while a run of the flow is queued or running the tick is skipped
-    with that reason, so two runs never overlap and the queue never piles up."""
+def not_ready(flow: str) -> dg.SkipReason | None:
+    """A tick of a flow that is not configured (or misses a variable) is skipped with that reason,
+    instead of launching a run that fails on the missing setting."""
+    known = {p.name: p for p in plugins()}
+    reason = known[flow].not_ready(os.environ) if flow in known else None
+    return dg.SkipReason(reason) if reason else None
+
+
+def skip_while_running(flow: str, only: Mapping[str, str] | None = None) -> Callable[[Evaluation], Evaluation]:
+    """Wrap a schedule's evaluation: a flow that is not configured skips with that reason (`not_ready`);
+    while a run of the flow is queued or running the tick is skipped with that reason, so two runs never
+    overlap and the queue never piles up. With `only` (more run tags), only such a run skips the tick:
+    another run of the flow just makes this one wait in the queue."""
+    tags = {**push_tags(flow), **(only or {})}
+    which = " ".join([flow, *(only or {}).values()])
 
     def decorate(fn: Evaluation) -> Evaluation:
         @wraps(fn)
         def evaluate(context: dg.ScheduleEvaluationContext) -> Any:
-            if push_in_progress(context.instance, push_tags(flow)):
-                return dg.SkipReason(f"a {flow} run is queued or running")
+            unready = not_ready(flow)
+            if unready is not None:
+                return unready
+            if push_in_progress(context.instance, tags):
+                return dg.SkipReason(f"a {which} run is queued or running")
             return fn(context)
 
         return evaluate

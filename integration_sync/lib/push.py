@@ -7,15 +7,19 @@ lookup state saved even when the push fails, the counts as metadata, a warning w
 records the target refused. An asset body no longer knows a destination's internals.
 """
 
+import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import dagster as dg
 
+from integration_sync.connectors.errors import ConfigError
 from integration_sync.defs.metadata import PushConfig, sync_metadata
 from integration_sync.defs.runs import push_pool
 from integration_sync.sync.engine import Desired, Destination, SyncEngine
+from integration_sync.sync.state import redrive
 from integration_sync.sync.warehouse import Warehouse
 
 PUSH_TAG_KEY = "integration_sync/push"
@@ -65,7 +69,10 @@ class Push:
     - `target_ids`: the target ids every synced record has (checked); `unique_entity`: the target
       record no two source keys may share (checked).
     - `config`: the run config class (a `PushConfig`); `engine_options(ctx)`: retries and backoff;
-      `before(ctx)` (e.g. a re-drive) and `after(ctx)` add metadata around the run.
+      `before(ctx)` and `after(ctx)` add metadata around the run (the config's re-drive, `redrive_keys`
+      or `redrive_all_failed`, is done by `run_push` itself before `before`).
+    - `preflight(ctx, client)`: problems with what the configuration names in the target (one line
+      each, naming the variable); any stops the push before it writes (a `PreflightError`).
     """
 
     key: Sequence[str]
@@ -83,13 +90,59 @@ class Push:
     before: Callable[[PushContext], Mapping[str, Any]] | None = None
     after: Callable[[PushContext], Mapping[str, Any]] | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
+    preflight: Callable[[PushContext, Any], list[str]] | None = None
+
+
+class PreflightError(ConfigError):
+    """A push refused to start: the configuration names a pipeline, stage or field the target lacks."""
+
+
+# A passed preflight is not asked again for this long by the same process with the same settings:
+# a retried step, or back-to-back runs in one process, cost no request ("unchanged costs nothing").
+PREFLIGHT_TTL_S = 900.0
+_PREFLIGHT_PASSED: dict[str, float] = {}
+
+
+def _settings_key(flow: str, push: Push, resources: Any) -> str:
+    """The flow and the values of its CRM account and settings resources, hashed (they hold secrets)."""
+    parts = [flow, *(repr(getattr(resources, key, None)) for key in (push.client, *push.resources))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def run_preflight(flow: str, push: Push, ctx: PushContext, client: Any) -> int:
+    """Raise `PreflightError` naming each variable whose value does not exist in the target; else
+    the number of requests the check cost (0 when it passed recently)."""
+    if push.preflight is None or ctx.config.dry_run:  # a dry run calls nothing
+        return 0
+    key = _settings_key(flow, push, ctx.resources)
+    if time.monotonic() - _PREFLIGHT_PASSED.get(key, -PREFLIGHT_TTL_S) < PREFLIGHT_TTL_S:
+        return 0
+    start = int(getattr(client, "requests_used", 0))
+    problems = push.preflight(ctx, client)
+    if problems:
+        raise PreflightError(flow, "the push did not start: " + "; ".join(problems))
+    _PREFLIGHT_PASSED[key] = time.monotonic()
+    return int(getattr(client, "requests_used", 0)) - start
+
+
+def redrive_before_push(flow: str, push: Push, ctx: PushContext) -> dict[str, Any]:
+    """The run config's re-drive (`redrive_keys` or `redrive_all_failed`): those failed records are due
+    now with a fresh retry budget, so this push tries them."""
+    selection = ctx.config.redrive_selection()
+    if selection == []:
+        return {"redriven": 0}
+    redriven = redrive(ctx.store, flow, push.entity, selection)
+    ctx.log.info(f"re-driven: {len(redriven)} failed {push.entity} records")
+    return {"redriven": len(redriven)}
 
 
 def run_push(flow: str, push: Push, context: dg.AssetExecutionContext, config: PushConfig) -> dict[str, Any]:
     """One push: the engine over the desired state, the lookup state saved whatever happens; its metadata."""
     store: Warehouse = context.resources.warehouse.warehouse()
     ctx = PushContext(context.run_id, store, config, context.resources, context.log)
-    before = dict(push.before(ctx)) if push.before else {}
+    before = redrive_before_push(flow, push, ctx)
+    if push.before:
+        before.update(push.before(ctx))
     desired = push.desired(ctx)
     options = dict(push.engine_options(ctx)) if push.engine_options else {}
     engine = SyncEngine(
@@ -102,6 +155,7 @@ def run_push(flow: str, push: Push, context: dg.AssetExecutionContext, config: P
         **options,
     )
     with getattr(context.resources, push.client).client() as client:
+        preflight_requests = run_preflight(flow, push, ctx, client)
         opened = push.destination(ctx, client)
         try:
             report = engine.run(desired, opened.destination, limit=config.limit)
@@ -113,6 +167,8 @@ def run_push(flow: str, push: Push, context: dg.AssetExecutionContext, config: P
             f"{report.rejected} {push.entity} records rejected by {push.kind}: {report.rejected_samples[:5]}"
         )
     metadata = sync_metadata(report)
+    if push.preflight is not None:
+        metadata["preflight_requests"] = preflight_requests  # beside api_requests, which are the engine's
     if opened.counts is not None:
         metadata.update(opened.counts())
     metadata.update(before)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from integration_sync.sync.warehouse import Migration
+from integration_sync.sync.warehouse import Migration, Warehouse
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -55,6 +55,7 @@ class FlowPlugin:
     - `routes(context)`: its webhook receiver routes.
     - `doctor(env)`: problems in its configuration, one line each, naming the variable.
     - `sandbox_env(sandbox_url, receiver_url)`: its settings pointing at the sandbox.
+    - `trace_source(warehouse, key)`: the record's source snapshot for `integration-sync trace` (None: unknown).
     """
 
     name: str
@@ -68,7 +69,17 @@ class FlowPlugin:
     routes: Callable[[ReceiverContext], Sequence[BaseRoute]] | None = None
     doctor: Callable[[Mapping[str, str]], list[str]] | None = None
     sandbox_env: Callable[[str, str], dict[str, str]] | None = None
+    trace_source: Callable[[Warehouse, str], dict[str, Any] | None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def not_ready(self, env: Mapping[str, str]) -> str | None:
+        """Why this flow cannot run with `env` (not configured, or which variables are missing), or None."""
+        if not any((env.get(name) or "").strip() for name in self.source_vars):
+            return f"{self.name} is not configured (none of {', '.join(self.source_vars)} is set)"
+        missing = self.missing_vars(env)
+        if missing:
+            return f"{self.name} is not fully configured: {', '.join(missing)} not set"
+        return None
 
     def missing_vars(self, env: Mapping[str, str]) -> list[str]:
         def unset(name: str) -> bool:

@@ -13,6 +13,7 @@ never counted, rate limited or faulted:
   ``GET /_sandbox/kaspi/orders/{code}``, ``POST /_sandbox/kaspi/orders/{code}/status``
 - ``GET /_sandbox/amocrm/{contacts|leads|catalog_elements|notes|links}``, ``GET /_sandbox/amocrm/tokens``,
   ``POST /_sandbox/amocrm/tokens/expire``, ``POST /_sandbox/amocrm/unblock``
+- ``GET /_sandbox/telegram/messages``; ``GET /_sandbox/smtp/`` (the SMTP sink's port), ``GET /_sandbox/smtp/messages``
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,6 +35,8 @@ from integration_sync.sandbox.amocrm import AmoCrmService
 from integration_sync.sandbox.bitrix24 import Bitrix24Service
 from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
 from integration_sync.sandbox.kaspi import KaspiService
+from integration_sync.sandbox.smtp_sink import MailService
+from integration_sync.sandbox.telegram import TelegramService
 from integration_sync.serving import BackgroundServer
 
 
@@ -99,6 +102,8 @@ class Sandbox:
         self.services[self.kaspi.name] = self.kaspi
         self.amocrm = AmoCrmService(self.clock)
         self.services[self.amocrm.name] = self.amocrm
+        self.telegram, self.mail = TelegramService(self.clock), MailService(self.clock)
+        self.services.update({self.telegram.name: self.telegram, self.mail.name: self.mail})
         self.reset(config)
 
     def reset(self, config: SandboxConfig | None = None) -> None:
@@ -115,6 +120,8 @@ class Sandbox:
             self.bitrix24.reset(self.config.seed, volumes)
             self.kaspi.reset(self.config.seed, volumes)
             self.amocrm.reset(self.config.seed, volumes)
+            self.telegram.reset(self.config.seed, volumes)
+            self.mail.reset(self.config.seed, volumes)
 
     def reset_from(self, changes: Mapping[str, Any]) -> SandboxConfig:
         config = SandboxConfig.model_validate({**self.config.model_dump(), **changes})
@@ -211,6 +218,15 @@ class SandboxServer(BackgroundServer):
         super().__init__(create_app(self.config), host, port, log_level)
         self.sandbox: Sandbox = self.app.state.sandbox
 
+    def start(self, timeout: float = 10.0) -> Self:
+        super().start(timeout)
+        self.sandbox.mail.sink.start(self.host, 0)  # the SMTP sink, on a port of its own
+        return self
+
+    def stop(self) -> None:
+        self.sandbox.mail.sink.stop()
+        super().stop()
+
     def configure_logging(self) -> None:
         error_log = logging.getLogger("uvicorn.error")
         if not any(isinstance(f, _DroppedConnectionNoise) for f in error_log.filters):
@@ -218,5 +234,11 @@ class SandboxServer(BackgroundServer):
 
 
 def serve(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve the sandbox in the foreground until interrupted (the CLI's ``sandbox`` command)."""
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    """Serve the sandbox in the foreground until interrupted (the CLI's ``sandbox`` command); its SMTP
+    sink listens on the next port (8788 by default), or on a free one when that is taken."""
+    app = create_app(config)
+    try:
+        app.state.sandbox.mail.sink.start(host, port + 1)
+    except OSError:
+        app.state.sandbox.mail.sink.start(host, 0)  # `sandbox_env` asks the sandbox where it is
+    uvicorn.run(app, host=host, port=port, log_level="info")

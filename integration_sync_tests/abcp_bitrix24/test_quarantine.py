@@ -5,6 +5,7 @@ null balance, no saldo) are stored with their raw JSON."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,8 @@ def test_unstorable_users_are_quarantined_and_the_day_still_loads(
 ) -> None:
     """Guards tables._stage's per-record try/except and _record_rejects' insert of `unstorable`."""
     env = flow_env(sandbox_env, data_dir)
-    stamp = today().isoformat() + " 10:00:00"
+    day = today() - timedelta(days=1)  # a whole day of seeded users, whatever the time now
+    stamp = day.isoformat() + " 10:00:00"
     huge = 2**70  # a JSON number no 64-bit integer holds
     bad = [
         {"userId": huge, "registrationDate": stamp, "updateTime": stamp},
@@ -46,7 +48,7 @@ def test_unstorable_users_are_quarantined_and_the_day_still_loads(
     }
     control.post("/_sandbox/abcp/raw_users", json=[*bad, real_shape]).raise_for_status()
 
-    result = run_flow(env, first_day=today())
+    result = run_flow(env, first_day=day)
     assert result.success
     assert asset_metadata(result, "abcp__users")["invalid"] >= 3
     with warehouse(env).connect() as conn:

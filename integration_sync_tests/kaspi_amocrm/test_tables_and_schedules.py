@@ -6,11 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 
 from integration_sync.defs.kaspi_amocrm.assets import kazakhstan_days
-from integration_sync.defs.kaspi_amocrm.schedules import WINDOW_DAYS, _first_day, kaspi_new_orders, kaspi_reconciliation
+from integration_sync.defs.kaspi_amocrm.schedules import WINDOW_DAYS, _first_day, kaspi_reconciliation
 from integration_sync.defs.kaspi_amocrm.tables import (
     OrderRow,
     known_entries,
@@ -91,7 +90,7 @@ def test_kazakhstan_is_utc_plus_5_whatever_the_system_tzdata() -> None:
     for moment in (datetime(2026, 1, 15, 12), datetime(2026, 6, 1, 12)):
         assert moment.replace(tzinfo=KAZAKHSTAN).utcoffset() == timedelta(hours=5)
     assert kazakhstan_days.timezone == KAZAKHSTAN_ZONE
-    assert kaspi_new_orders.execution_timezone == kaspi_reconciliation.execution_timezone == KAZAKHSTAN_ZONE
+    assert kaspi_reconciliation.execution_timezone == KAZAKHSTAN_ZONE
 
 
 def test_minute_window_is_yesterday_and_today_then_catches_up_after_an_outage() -> None:
@@ -101,26 +100,6 @@ def test_minute_window_is_yesterday_and_today_then_catches_up_after_an_outage() 
     assert _first_day(now, down.timestamp()).date() == date(2026, 11, 20)
     ancient = now - timedelta(days=60)
     assert _first_day(now, ancient.timestamp()).date() == (now - timedelta(days=WINDOW_DAYS - 1)).date()
-
-
-def test_minute_schedule_requests_a_range_run_and_skips_when_busy() -> None:
-    tick = datetime(2026, 11, 23, 12, 0, tzinfo=KAZAKHSTAN)
-    with dg.instance_for_test() as instance:
-        request = kaspi_new_orders(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
-        assert isinstance(request, dg.RunRequest)
-        assert request.tags["dagster/asset_partition_range_start"] == "2026-11-22"
-        assert request.tags["dagster/asset_partition_range_end"] == "2026-11-23"
-        assert request.tags["integration_sync/kaspi_mode"] == "incremental"
-        instance.add_run(
-            dg.DagsterRun(
-                job_name="kaspi_amocrm_job",
-                run_id="busy",
-                status=dg.DagsterRunStatus.STARTED,
-                tags={"integration_sync/push": "kaspi_amocrm"},
-            )
-        )
-        busy = kaspi_new_orders(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
-        assert isinstance(busy, dg.SkipReason)
 
 
 def test_each_day_of_a_range_gets_its_own_counts(store: Warehouse) -> None:

@@ -16,6 +16,7 @@ from integration_sync.sandbox.bitrix24 import normalize_phone, substitute_refs
 from integration_sync.sandbox.core import Clock, LeakyBucket, parse_php_query
 from integration_sync.sandbox.env import sandbox_env
 from integration_sync.sandbox.server import SandboxConfig, SandboxServer
+from integration_sync.sandbox.telegram import alerts_env
 
 HOOK = "/bitrix24/rest/1/sandboxb24webhookcode/"
 BASE = {
@@ -171,6 +172,7 @@ def test_sandbox_env_points_connectors_at_the_sandbox(server: SandboxServer, cli
         "PLATFORM_WEBHOOK_SECRET": "sandbox-platform-webhook-secret",
         "WEBHOOK_URL": "http://127.0.0.1:8001/webhook/payment",
         **amocrm_env(server.base_url),  # values checked in test_amocrm_emulator.py
+        **alerts_env(server.base_url),  # values checked in alerts/test_channels.py
     }
     assert sandbox_env(server.base_url, "http://h:9")["WEBHOOK_URL"] == "http://h:9/webhook/payment"
     assert abcp_get(client, server.base_url).status_code == 200

@@ -7,6 +7,7 @@ import dagster as dg
 
 from integration_sync.defs.abcp_bitrix24.destination import UserDealsDestination
 from integration_sync.defs.abcp_bitrix24.mapping import desired_user
+from integration_sync.defs.abcp_bitrix24.preflight import push_preflight
 from integration_sync.defs.abcp_bitrix24.tables import latest_users, store_users
 from integration_sync.defs.metadata import samples_table
 from integration_sync.defs.partitions import daily, window_days
@@ -106,4 +107,5 @@ PUSH = Push(
     destination=_destination,
     target_ids=("contact", "deal"),
     unique_entity="deal",
+    preflight=push_preflight,
 )

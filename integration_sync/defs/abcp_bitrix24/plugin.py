@@ -3,7 +3,8 @@ its sandbox settings (the «Пользователи» pipeline and UF fields th
 
 from __future__ import annotations
 
-from integration_sync.defs.abcp_bitrix24.tables import ABCP_MIGRATIONS
+from integration_sync.defs.abcp_bitrix24 import preflight
+from integration_sync.defs.abcp_bitrix24.tables import ABCP_MIGRATIONS, trace_source
 from integration_sync.lib.registry import FlowPlugin
 
 REQUIRED = (
@@ -38,5 +39,7 @@ PLUGIN = FlowPlugin(
     required_vars=REQUIRED,
     account_prefix="ABCP_",
     account_vars=("B24_WEBHOOK_URL",),
+    doctor=preflight.doctor,
     sandbox_env=sandbox_env,
+    trace_source=trace_source,
 )

@@ -314,3 +314,25 @@ def turned_away(warehouse: Warehouse, since: date) -> tuple[int, int]:
             [start, start],
         )
     return rejected, rejected + kept
+
+
+def trace_source(warehouse: Warehouse, key: str) -> dict[str, Any] | None:
+    """`integration-sync trace`: the user's registration snapshots and later changes, newest first."""
+    with warehouse.connect() as conn:
+        snapshots = conn.execute(
+            "SELECT partition_date, update_time, fetched_at, run_id, raw FROM abcp_users"
+            " WHERE user_id = ? ORDER BY fetched_at DESC LIMIT 5",
+            [key],
+        ).fetchall()
+        changes = conn.execute(
+            "SELECT change_date, update_time, fetched_at, run_id, raw FROM abcp_user_changes"
+            " WHERE user_id = ? ORDER BY fetched_at DESC LIMIT 5",
+            [key],
+        ).fetchall()
+    if not snapshots and not changes:
+        return None
+    names = ("day", "update_time", "fetched_at", "run_id", "raw")
+    return {
+        "abcp_users": [dict(zip(names, (*row[:4], json.loads(row[4])), strict=True)) for row in snapshots],
+        "abcp_user_changes": [dict(zip(names, (*row[:4], json.loads(row[4])), strict=True)) for row in changes],
+    }

@@ -8,6 +8,7 @@ import dagster as dg
 
 from integration_sync.defs.kaspi_amocrm.destination import Indexes, KaspiLeadsDestination, lead_rule
 from integration_sync.defs.kaspi_amocrm.mapping import desired_order, kazakhstan_day
+from integration_sync.defs.kaspi_amocrm.preflight import push_preflight
 from integration_sync.defs.kaspi_amocrm.resources import KaspiLeadsResource, KaspiResource
 from integration_sync.defs.kaspi_amocrm.tables import (
     FLOW,
@@ -152,4 +153,5 @@ PUSH = Push(
     destination=_destination,
     target_ids=("lead",),
     unique_entity="lead",
+    preflight=push_preflight,
 )

@@ -5,7 +5,8 @@ from typing import Any
 from integration_sync.defs.kaspi_amocrm.assets import GROUP, PUSH, kaspi_orders, kazakhstan_days
 from integration_sync.defs.kaspi_amocrm.checks import orders_match_kaspi_total
 from integration_sync.defs.kaspi_amocrm.resources import kaspi_leads_resource, kaspi_resource
-from integration_sync.defs.kaspi_amocrm.schedules import kaspi_amocrm_job, kaspi_new_orders, kaspi_reconciliation
+from integration_sync.defs.kaspi_amocrm.schedules import kaspi_amocrm_job, kaspi_reconciliation
+from integration_sync.defs.kaspi_amocrm.sensors import kaspi_new_orders
 from integration_sync.defs.kaspi_amocrm.tables import turned_away
 from integration_sync.defs.resources import amocrm_resource
 from integration_sync.lib.flow import SyncFlow
@@ -25,6 +26,7 @@ FLOW = SyncFlow(
     turned_away=turned_away,
     checks=[orders_match_kaspi_total],
     jobs=[kaspi_amocrm_job],
-    schedules=[kaspi_new_orders, kaspi_reconciliation],
+    schedules=[kaspi_reconciliation],
+    sensors=[kaspi_new_orders],
 )
 amocrm_kaspi_leads = FLOW.push_asset

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from integration_sync.defs.kaspi_amocrm.tables import KASPI_MIGRATIONS
+from integration_sync.defs.kaspi_amocrm import preflight
+from integration_sync.defs.kaspi_amocrm.tables import KASPI_MIGRATIONS, trace_source
 from integration_sync.lib.registry import FlowPlugin
 
 PLUGIN = FlowPlugin(
@@ -12,4 +13,6 @@ PLUGIN = FlowPlugin(
     required_vars=("KASPI_TOKEN", "AMO_PIPELINE_ID"),
     account_prefix="KASPI_",
     account_vars=("AMO_BASE_URL",),
+    doctor=preflight.doctor,
+    trace_source=trace_source,
 )

@@ -1,17 +1,20 @@
-"""Kaspi → amoCRM jobs: new orders every minute (with catch-up), reconciliation every 10 minutes.
+"""Kaspi → amoCRM job and its reconciliation every 10 minutes; new orders come from a sensor
+(`sensors.py`), which uses this module's window and request.
 
-Both run the same job over a partition range in one run. The minute job covers yesterday and today,
-and reaches further back when the last successful load is older (API or Dagster down for hours),
-up to the 14-day window Kaspi serves; reconciliation re-reads the whole window so status changes of
-older, non-final orders reach amoCRM. A tick is skipped while a run of this flow is queued or
-running, so two runs never overlap and the queue never piles up.
+Both run the same job over a partition range in one run. New-order runs cover yesterday and today,
+and reach further back when the last successful load is older (API or Dagster down for hours), up to
+the 14-day window Kaspi serves; reconciliation re-reads the whole window so status changes of older,
+non-final orders reach amoCRM. Reconciliation is queued even while a new-orders run is active (the
+flow's run tag limit and push pool keep them one after the other), and skipped only while another
+reconciliation is queued or running; the sensor skips while any run of the flow is. So the 10-minute
+tick always runs, and at most one reconciliation waits.
 """
 
 from datetime import datetime, timedelta
 
 import dagster as dg
 
-from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, ORDERS_KEY, kazakhstan_days
+from integration_sync.defs.kaspi_amocrm.assets import GROUP, MODE_TAG, kazakhstan_days
 from integration_sync.lib.flow import flow_job, skip_while_running
 from integration_sync.sync.normalize import KAZAKHSTAN, KAZAKHSTAN_ZONE
 
@@ -47,26 +50,11 @@ def _request(first: datetime, today: datetime, key: str, mode: str) -> dg.RunReq
 
 @dg.schedule(
     job=kaspi_amocrm_job,
-    cron_schedule="* * * * *",
-    execution_timezone=KAZAKHSTAN_ZONE,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-@skip_while_running(GROUP)
-def kaspi_new_orders(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """New orders: yesterday and today, or back to the last successful load (within 14 days)."""
-    now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)
-    event = context.instance.get_latest_materialization_event(ORDERS_KEY)
-    first = _first_day(now, event.timestamp if event else None)
-    return _request(first, now, f"new@{now:%Y-%m-%dT%H:%M}", "incremental")
-
-
-@dg.schedule(
-    job=kaspi_amocrm_job,
     cron_schedule="*/10 * * * *",
     execution_timezone=KAZAKHSTAN_ZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-@skip_while_running(GROUP)
+@skip_while_running(GROUP, only={MODE_TAG: "full"})
 def kaspi_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Re-read the last 14 days so non-final orders' status changes reach amoCRM."""
     now = context.scheduled_execution_time.astimezone(KAZAKHSTAN)

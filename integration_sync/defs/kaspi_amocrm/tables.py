@@ -403,3 +403,33 @@ def turned_away(warehouse: Warehouse, since: date) -> tuple[int, int]:
         ).fetchone()
     rejected, stored = (int(row[0]), int(row[1])) if row else (0, 0)
     return rejected, rejected + stored
+
+
+def trace_source(warehouse: Warehouse, key: str) -> dict[str, Any] | None:
+    """`integration-sync trace`: the order as last fetched, its entries and its status changes."""
+    with warehouse.connect() as conn:
+        order = conn.execute(
+            "SELECT partition_date, status, state, fetched_at, run_id, raw FROM kaspi_orders"
+            " WHERE code = ? ORDER BY fetched_at DESC LIMIT 1",
+            [key],
+        ).fetchone()
+        entries = conn.execute(
+            "SELECT entry_number, code, name, quantity, base_price, total_price FROM kaspi_order_entries"
+            " WHERE order_code = ? ORDER BY entry_number",
+            [key],
+        ).fetchall()
+        changes = conn.execute(
+            "SELECT observed_at, old_status, new_status, old_state, new_state, run_id"
+            " FROM kaspi_order_status_changes WHERE order_code = ? ORDER BY observed_at",
+            [key],
+        ).fetchall()
+    if order is None:
+        return None
+    names = ("day", "status", "state", "fetched_at", "run_id")
+    entry_names = ("entry_number", "code", "name", "quantity", "base_price", "total_price")
+    change_names = ("observed_at", "old_status", "new_status", "old_state", "new_state", "run_id")
+    return {
+        "kaspi_orders": {**dict(zip(names, order[:5], strict=True)), "raw": json.loads(order[5])},
+        "kaspi_order_entries": [dict(zip(entry_names, row, strict=True)) for row in entries],
+        "kaspi_order_status_changes": [dict(zip(change_names, row, strict=True)) for row in changes],
+    }

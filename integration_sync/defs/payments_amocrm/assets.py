@@ -12,6 +12,7 @@ from integration_sync.defs.metadata import PushConfig, samples_table
 from integration_sync.defs.partitions import daily, window_days
 from integration_sync.defs.payments_amocrm.destination import NOTE, PaymentsDestination
 from integration_sync.defs.payments_amocrm.mapping import desired_payment
+from integration_sync.defs.payments_amocrm.preflight import push_preflight
 from integration_sync.defs.payments_amocrm.resources import PaymentsResource
 from integration_sync.defs.payments_amocrm.tables import (
     ENTITY,
@@ -25,7 +26,7 @@ from integration_sync.defs.payments_amocrm.tables import (
 from integration_sync.defs.resources import WarehouseResource
 from integration_sync.lib.push import OpenedDestination, Push, PushContext, partition_metadata
 from integration_sync.sync.engine import Desired
-from integration_sync.sync.state import redrive
+from integration_sync.sync.warehouse import Warehouse
 from integration_sync.targets.amocrm_contacts import AmoContactIndex
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.models import PaymentWebhook
@@ -56,8 +57,11 @@ class PaymentsPushConfig(PushConfig):
     """A push's run options, plus re-driving failed payments: those of `redrive_payment_ids`, or every
     failed one with `redrive_all_failed`, get a fresh retry budget and are tried in this run."""
 
-    redrive_payment_ids: list[str] = Field(default_factory=list)
-    redrive_all_failed: bool = False
+    redrive_payment_ids: list[str] = Field(default_factory=list)  # the older name of `redrive_keys`
+
+    def redrive_selection(self) -> list[str] | None:
+        selection = super().redrive_selection()
+        return None if selection is None else [*selection, *self.redrive_payment_ids]
 
 
 @dg.asset(
@@ -74,7 +78,9 @@ def payment_events(
     success, failed, skipped), copied from the webhook inbox.
 
     Loading a day again adds only payments not yet there, so a backfill rebuilds the log from the
-    inbox and never resets a payment's status. The metadata holds the day's statistics.
+    inbox and never resets a payment's status. The metadata holds the day's statistics as loaded:
+    `status_*` counts the log's statuses at load (before this run's push), `amount_received` sums
+    every payment of the day whatever its status; `amocrm/payment_leads` reports what was applied.
     """
     _, _, first, last = window_days(context)
     lowest, highest = partition_bounds()
@@ -90,6 +96,8 @@ def payment_events(
     report = ingest_events(store, events, partition_of, context.run_id, days=(first, last))
     per_day: dict[Any, dict[str, Any]] = {}
     for day, counts in report.per_day.items():
+        # What the ingest knows: the log's statuses at load, before this run's push (a new payment is
+        # still `pending`), and the amount received; the push reports what reached amoCRM.
         stats = event_stats(store, day, day)
         per_day[day] = {
             **counts,
@@ -98,7 +106,7 @@ def payment_events(
                 for name, value in stats.items()
                 if name not in ("amount_applied", "redeliveries")
             },
-            "amount_applied": stats["amount_applied"],
+            "amount_received": _amount_received(store, day),
             "redeliveries": stats["redeliveries"],
         }
     run: dict[str, Any] = {}
@@ -107,14 +115,10 @@ def payment_events(
     return partition_metadata(context, per_day, run)
 
 
-def _redrive(ctx: PushContext) -> dict[str, Any]:
-    config = ctx.config
-    assert isinstance(config, PaymentsPushConfig)
-    redriven: list[str] = []
-    if config.redrive_all_failed or config.redrive_payment_ids:
-        redriven = redrive(ctx.store, FLOW, ENTITY, None if config.redrive_all_failed else config.redrive_payment_ids)
-        ctx.log.info(f"re-driven: {len(redriven)} failed payments")
-    return {"redriven": len(redriven)}
+def _amount_received(store: Warehouse, day: date) -> float:
+    with store.connect() as conn:
+        row = conn.execute("SELECT sum(amount) FROM payment_event_log WHERE partition_date = ?", [day]).fetchone()
+    return float(row[0] or 0) if row else 0.0
 
 
 def _desired(ctx: PushContext) -> list[Desired]:
@@ -183,6 +187,6 @@ PUSH = Push(
     unique_entity=NOTE,
     config=PaymentsPushConfig,
     engine_options=_engine_options,
-    before=_redrive,
     after=_outstanding,
+    preflight=push_preflight,
 )

@@ -13,7 +13,7 @@ import dagster as dg
 
 from integration_sync.defs.payments_amocrm.assets import GROUP, LEADS_KEY, moscow_days, partition_bounds, partition_day
 from integration_sync.defs.runs import WAITING
-from integration_sync.lib.flow import flow_job, skip_while_running
+from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
 from integration_sync.lib.push import push_tags
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.settings import inbox_path_from_env
@@ -38,7 +38,8 @@ payments_push_job = flow_job(
     executor=dg.in_process_executor,
     description=(
         "Apply pending and due failed payments to amoCRM. To re-drive failed payments, launch it with"
-        " config ops.amocrm__payment_leads.config.redrive_payment_ids (or redrive_all_failed: true)."
+        " config ops.amocrm__payment_leads.config.redrive_keys (or redrive_all_failed: true), or run"
+        " `integration-sync redrive payments_amocrm KEY…`."
     ),
 )
 
@@ -57,6 +58,9 @@ def _waiting_days(context: dg.SensorEvaluationContext) -> set[str]:
 )
 def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """New payment webhooks in the inbox → a run for each Moscow day they belong to."""
+    unready = not_ready(GROUP)
+    if unready is not None:
+        return unready
     path = inbox_path_from_env()
     if not path.exists():
         return dg.SkipReason(f"no inbox at {path} yet")

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from integration_sync.defs.payments_amocrm import preflight
 from integration_sync.defs.payments_amocrm.commands import add_commands
-from integration_sync.defs.payments_amocrm.tables import PAYMENTS_MIGRATIONS
+from integration_sync.defs.payments_amocrm.tables import PAYMENTS_MIGRATIONS, trace_source
 from integration_sync.lib.registry import FlowPlugin, ReceiverContext
 
 if TYPE_CHECKING:
@@ -33,8 +34,10 @@ PLUGIN = FlowPlugin(
     required_vars=("PLATFORM_WEBHOOK_SECRET", "AMO_PIPELINE_ID"),
     account_prefix="PAYMENTS_",
     account_vars=("AMO_BASE_URL",),
+    doctor=preflight.doctor,
     receiver_vars=("PLATFORM_WEBHOOK_SECRET",),
     add_commands=add_commands,
     routes=routes,
     sandbox_env=sandbox_env,
+    trace_source=trace_source,
 )

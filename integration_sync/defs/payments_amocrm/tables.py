@@ -551,3 +551,29 @@ def late_payments(warehouse: Warehouse, received_before: datetime) -> list[tuple
         (str(pid), f"{status} after {retries} tries: {error or 'not tried yet'}")
         for pid, status, error, retries in rows
     ]
+
+
+def trace_source(warehouse: Warehouse, key: str) -> dict[str, Any] | None:
+    """`integration-sync trace`: the payment event as received and the contact and lead it resolved to."""
+    with warehouse.connect() as conn:
+        event = conn.execute(
+            "SELECT event_id, partition_date, received_at, paid_at, inbox_status, skip_reason, amount, currency,"
+            " redeliveries, payload FROM payment_events WHERE payment_id = ?",
+            [key],
+        ).fetchone()
+        target = conn.execute(
+            "SELECT contact_id, lead_id, pipeline_id, lead_created, contact_created, resolved_at"
+            " FROM payment_targets WHERE payment_id = ?",
+            [key],
+        ).fetchone()
+    if event is None:
+        return None
+    names = (
+        "event_id", "day", "received_at", "paid_at", "inbox_status", "skip_reason", "amount", "currency",
+        "redeliveries",
+    )  # fmt: skip
+    target_names = ("contact_id", "lead_id", "pipeline_id", "lead_created", "contact_created", "resolved_at")
+    return {
+        "payment_events": {**dict(zip(names, event[:9], strict=True)), "payload": json.loads(event[9])},
+        "payment_targets": dict(zip(target_names, target, strict=True)) if target else None,
+    }

@@ -1,0 +1,1 @@
+"""Alerts to the operator: when to alert (`rules`) and the channels that carry them (`notifier`)."""

@@ -1,0 +1,1 @@
+"""Operator tools behind the CLI: inspect an account, authorize amoCRM, trace and re-drive records."""
