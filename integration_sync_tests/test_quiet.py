@@ -98,7 +98,7 @@ def test_up_with_a_project_dir_serves_the_sandbox_on_its_env_port_with_its_own_i
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 90
-        while not any(line.startswith("webhook receiver") for line in lines):  # the instance exists by then
+        while not any(line.strip().startswith("payments_amocrm:") for line in lines):  # the doctor's summary
             assert time.monotonic() < deadline and proc.poll() is None, lines
             lines.append(proc.stdout.readline().decode())
         assert httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats", timeout=10).status_code == 200
@@ -109,6 +109,9 @@ def test_up_with_a_project_dir_serves_the_sandbox_on_its_env_port_with_its_own_i
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    # the doctor's requests reached the sandbox, and its log shows none of them (ABCP's password hash)
+    assert any(line.strip() == "abcp_bitrix24: sandbox" for line in lines), lines
+    assert not [line for line in lines if "userpsw" in line or "/rest/1/" in line]
     said = next(line for line in lines if "replace these" in line)
     assert "AMO_PIPELINE_ID" in said and "KASPI_START_DATE" in said and "424242" not in "".join(lines)
     home = project / "data" / "sandbox" / "dagster_home"

@@ -241,4 +241,6 @@ def serve(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: in
         app.state.sandbox.mail.sink.start(host, port + 1)
     except OSError:
         app.state.sandbox.mail.sink.start(host, 0)  # `sandbox_env` asks the sandbox where it is
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # no access log: request lines carry what the real services treat as secrets (ABCP's password hash in
+    # the query, the Bitrix24 webhook code in the path), and every connector's request would be one line
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
