@@ -2,7 +2,9 @@
 fields, catalogs, notes, entity links and webhook subscriptions, with the account's limits.
 
 Mounted at ``/amocrm`` (``AMO_BASE_URL = {base}/amocrm``): ``/amocrm/api/v4/...`` and
-``POST /amocrm/oauth2/access_token``. Behaviour from /work/shared/api-facts.md, the vendor samples
+``POST /amocrm/oauth2/access_token``. The account's business (integration, ids, pipelines, fields) is its
+``profile``; a subclass with another profile is another account (amocrm_seller, at ``/amocrm-seller``).
+Behaviour from /work/shared/api-facts.md, the vendor samples
 (/work/shared/api-samples/amocrm) and the official PHP SDK:
 
 - ``Authorization: Bearer``; missing/unknown/expired/revoked -> 401 problem+json ("Неверный логин
@@ -50,7 +52,7 @@ from integration_sync.sandbox.amocrm_http import (
     reason,
 )
 from integration_sync.sandbox.amocrm_render import all_links, render_contact, render_element, render_lead, render_note
-from integration_sync.sandbox.amocrm_schema import CATALOG_FIELDSET, CONTACT_FIELDSET, LEAD_FIELDSET
+from integration_sync.sandbox.amocrm_schema import CATALOG_FIELDSET, DEFAULT_PROFILE, AmoProfile
 from integration_sync.sandbox.amocrm_seed import seed_account
 from integration_sync.sandbox.amocrm_store import Account
 from integration_sync.sandbox.amocrm_values import ApiError, bad_request, problem
@@ -69,15 +71,16 @@ class AmoCrmService(AmoViews, Service):
     """One amoCRM account reached by one OAuth integration."""
 
     name = "amocrm"
+    profile: AmoProfile = DEFAULT_PROFILE
 
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock)
         self.config = AmoConfig()
         self.fault_block_mode = False
-        self.tokens = TokenStore(clock)
+        self.tokens = TokenStore(clock, app=self.profile.app)
         self.limiter = SlidingWindowLimiter(self.config.rate, clock)
         self.guard = BlockGuard(clock, self.config.block_after, self.config.block_window_s)
-        self.account = Account(clock.now)
+        self.account = Account(clock.now, profile=self.profile)
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self, seed: int, volumes: Mapping[str, Any]) -> None:
@@ -85,14 +88,24 @@ class AmoCrmService(AmoViews, Service):
         with self.lock:
             self.config = config
             self.tokens = TokenStore(
-                self.clock, config.token_lifetime_s, refresh_revokes_access=config.refresh_revokes_access
+                self.clock,
+                config.token_lifetime_s,
+                refresh_revokes_access=config.refresh_revokes_access,
+                app=self.profile.app,
             )
             self.limiter = SlidingWindowLimiter(config.rate, self.clock)
             self.guard = BlockGuard(self.clock, config.block_after, config.block_window_s)
-            self.account = Account(self.clock.now, config.lead_query_includes_contacts)
-            seed_account(self.account, seed, config.contacts, self.clock.now())
+            self.account = Account(self.clock.now, config.lead_query_includes_contacts, self.profile)
+            self.seed_data(seed, volumes)
             self.reset_counters()
         self.configure_faults(None)
+
+    def seed_data(self, seed: int, volumes: Mapping[str, Any]) -> None:
+        seed_account(self.account, seed, self.config.contacts, self.clock.now())
+
+    def after_write(self) -> None:
+        """Called under the lock after every API call: this account sends no webhooks."""
+        self.account.status_changes.clear()
 
     def entities(self) -> dict[str, int]:
         a = self.account
@@ -134,15 +147,15 @@ class AmoCrmService(AmoViews, Service):
         table: list[tuple[str, str, Handler, bool]] = [
             ("POST", "/oauth2/access_token", self.h_oauth, False),
             ("GET", f"{api}/account", self.h_account, True),
-            ("GET", f"{api}/contacts/custom_fields", self.fields_list(CONTACT_FIELDSET, "contacts"), True),
-            ("GET", f"{api}/contacts/custom_fields/{{id:int}}", self.field_get(CONTACT_FIELDSET), True),
+            ("GET", f"{api}/contacts/custom_fields", self.fields_list(self.profile.contact_fieldset, "contacts"), True),
+            ("GET", f"{api}/contacts/custom_fields/{{id:int}}", self.field_get(self.profile.contact_fieldset), True),
             ("GET", f"{api}/contacts", self.h_contacts_list, True),
             ("POST", f"{api}/contacts", self.h_contacts_add, True),
             ("PATCH", f"{api}/contacts", self.h_contacts_update, True),
             ("GET", f"{api}/contacts/{{id:int}}", self.h_contact_get, True),
             ("PATCH", f"{api}/contacts/{{id:int}}", self.h_contact_update_one, True),
-            ("GET", f"{api}/leads/custom_fields", self.fields_list(LEAD_FIELDSET, "leads"), True),
-            ("GET", f"{api}/leads/custom_fields/{{id:int}}", self.field_get(LEAD_FIELDSET), True),
+            ("GET", f"{api}/leads/custom_fields", self.fields_list(self.profile.lead_fieldset, "leads"), True),
+            ("GET", f"{api}/leads/custom_fields/{{id:int}}", self.field_get(self.profile.lead_fieldset), True),
             ("GET", f"{api}/leads/pipelines", self.h_pipelines, True),
             ("GET", f"{api}/leads/pipelines/{{id:int}}", self.h_pipeline, True),
             ("GET", f"{api}/leads/pipelines/{{id:int}}/statuses", self.h_statuses, True),
@@ -224,6 +237,7 @@ class AmoCrmService(AmoViews, Service):
                 ctx = Ctx(request, parse_php_query(request.url.query), body, self._base(request))
                 with self.lock:
                     response = handler(ctx)
+                    self.after_write()
             except ApiError as exc:
                 response = ProblemResponse(exc.body, status_code=exc.status)
             except OAuthError as exc:
@@ -258,14 +272,13 @@ class AmoCrmService(AmoViews, Service):
         except ValueError as exc:
             raise bad_request("Request body is not valid JSON") from exc
 
-    @staticmethod
-    def _base(request: Request) -> str:
-        return f"{request.url.scheme}://{request.url.netloc}/amocrm"
+    def _base(self, request: Request) -> str:
+        return f"{request.url.scheme}://{request.url.netloc}/{self.name}"
 
     # ------------------------------------------------------------------ control routes
     def dump(self, kind: str) -> list[JsonDict]:
         a = self.account
-        base = "http://sandbox/amocrm"
+        base = f"http://sandbox/{self.name}"
         with self.lock:
             if kind == "contacts":
                 return [render_contact(a, c, base, "enum_code", frozenset({"leads"})) for c in a.contacts.values()]

@@ -1,6 +1,6 @@
 """amoCRM OAuth 2.0 token store, the per-integration request limit and the account block.
 
-- Tokens: one integration (`AMO_APP`). Access tokens expire after ``lifetime_s``; refresh tokens
+- Tokens: one integration (`app`, `AMO_APP` by default). Access tokens expire after ``lifetime_s``; refresh tokens
   are single use (a second use -> 401 "Token has been revoked"); refreshing revokes the access
   token issued with the used refresh token unless ``refresh_revokes_access`` is off; the long-lived
   token never expires. Error bodies are amoCRM's localized league/oauth2-server problems.
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from integration_sync.sandbox.amocrm_schema import AMO_APP
+from integration_sync.sandbox.amocrm_schema import AMO_APP, OAuthApp
 from integration_sync.sandbox.core import Clock, JsonDict
 
 OAUTH_TYPE: Final = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
@@ -85,13 +85,14 @@ class TokenStore:
     code_used: bool = False
     serial: int = 0
     log: list[JsonDict] = field(default_factory=list)
+    app: OAuthApp = AMO_APP
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         now = self.clock.now()
-        self.access[AMO_APP.initial_access] = AccessToken(AMO_APP.initial_access, now + self.lifetime_s)
-        self.refresh[AMO_APP.initial_refresh] = RefreshToken(AMO_APP.initial_refresh, now, AMO_APP.initial_access)
-        self.access[AMO_APP.long_lived] = AccessToken(AMO_APP.long_lived, math.inf)
+        self.access[self.app.initial_access] = AccessToken(self.app.initial_access, now + self.lifetime_s)
+        self.refresh[self.app.initial_refresh] = RefreshToken(self.app.initial_refresh, now, self.app.initial_access)
+        self.access[self.app.long_lived] = AccessToken(self.app.long_lived, math.inf)
 
     def valid(self, token: str) -> bool:
         with self._lock:
@@ -161,16 +162,16 @@ class TokenStore:
         if grant not in ("authorization_code", "refresh_token"):
             raise OAuthError(400, dict(UNSUPPORTED_GRANT))
         if (params["client_id"], params["client_secret"], params["redirect_uri"]) != (
-            AMO_APP.client_id,
-            AMO_APP.client_secret,
-            AMO_APP.redirect_uri,
+            self.app.client_id,
+            self.app.client_secret,
+            self.app.redirect_uri,
         ):
             raise OAuthError(401, dict(INVALID_CLIENT))
         if grant == "authorization_code":
             code = params.get("code")
             if not isinstance(code, str) or not code:
                 raise _invalid_request("code")
-            if code != AMO_APP.auth_code:
+            if code != self.app.auth_code:
                 raise _bad_token(400, "Cannot decrypt the authorization code")
             if self.code_used:
                 raise _bad_token(400, "Authorization code has been revoked")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from typing import Any, Final
 
-from integration_sync.sandbox.amocrm_schema import ACCOUNT_ID, USERS
 from integration_sync.sandbox.amocrm_store import CATALOG_IDS, Account, Note, Plan
 from integration_sync.sandbox.amocrm_values import (
     MISSING_VALUE,
@@ -92,7 +91,7 @@ def check_note(
     elif note_type in TEXT_NOTE_TYPES and not isinstance(params.get("text"), str):
         errors.append(err_missing("params.text") if "text" not in params else err_type("params.text", "string"))
     for key in ("created_by", "responsible_user_id"):
-        value = int_field(item, key, "", errors, (*USERS, 0))
+        value = int_field(item, key, "", errors, (*account.profile.users, 0))
         if value is not MISSING_VALUE:
             plan.values[key] = value
     plan.values["note_type"] = note_type
@@ -108,8 +107,8 @@ def apply_note(account: Account, plan: Plan) -> Note:
         plan.target,
         str(plan.values["note_type"]),
         dict(plan.values["params"]),
-        plan.values.get("created_by", USERS[0]),
-        plan.values.get("responsible_user_id", USERS[0]),
+        plan.values.get("created_by", account.profile.users[0]),
+        plan.values.get("responsible_user_id", account.profile.users[0]),
         now,
         now,
     )
@@ -195,8 +194,8 @@ def subscribe(account: Account, body: Any) -> JsonDict:
             "destination": destination,
             "created_at": now,
             "updated_at": now,
-            "account_id": ACCOUNT_ID,
-            "created_by": USERS[0],
+            "account_id": account.profile.account_id,
+            "created_by": account.profile.users[0],
             "sort": len(account.webhooks) + 1,
             "disabled": False,
             "settings": [],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integration_sync.sandbox.amocrm_schema import ACCOUNT_ID, CATALOG_FIELDSET, CONTACT_FIELDSET, LEAD_FIELDSET
+from integration_sync.sandbox.amocrm_schema import CATALOG_FIELDSET
 from integration_sync.sandbox.amocrm_store import Account, Contact, Element, Lead, Note, Record
 from integration_sync.sandbox.amocrm_values import render_custom_fields
 from integration_sync.sandbox.core import JsonDict
@@ -31,15 +31,21 @@ def render_contact(account: Account, contact: Contact, base: str, enum_key: str,
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
         "closest_task_at": None,
-        "custom_fields_values": render_custom_fields(CONTACT_FIELDSET, contact.cf, enum_key),
-        "account_id": ACCOUNT_ID,
+        "custom_fields_values": render_custom_fields(account.profile.contact_fieldset, contact.cf, enum_key),
+        "account_id": account.profile.account_id,
         "_links": {"self": {"href": f"{base}/api/v4/contacts/{contact.id}"}},
         "_embedded": embedded,
     }
 
 
 def render_lead(account: Account, lead: Lead, base: str, enum_key: str, with_: frozenset[str]) -> JsonDict:
-    embedded: JsonDict = {"tags": render_tags(account, lead), "companies": []}
+    embedded: JsonDict = {
+        "tags": render_tags(account, lead),
+        "companies": [
+            {"id": cid, "_links": {"self": {"href": f"{base}/api/v4/companies/{cid}"}}}
+            for cid in account.lead_companies.get(lead.id, [])
+        ],
+    }
     if "contacts" in with_:
         embedded["contacts"] = [
             {"id": cid, "is_main": main, "_links": {"self": {"href": f"{base}/api/v4/contacts/{cid}"}}}
@@ -68,9 +74,9 @@ def render_lead(account: Account, lead: Lead, base: str, enum_key: str, with_: f
         "closed_at": lead.closed_at,
         "closest_task_at": None,
         "is_deleted": False,
-        "custom_fields_values": render_custom_fields(LEAD_FIELDSET, lead.cf, enum_key),
+        "custom_fields_values": render_custom_fields(account.profile.lead_fieldset, lead.cf, enum_key),
         "score": None,
-        "account_id": ACCOUNT_ID,
+        "account_id": account.profile.account_id,
         "labor_cost": None,
         "is_price_modified_by_robot": False,
         "_links": {"self": {"href": f"{base}/api/v4/leads/{lead.id}"}},
@@ -89,7 +95,7 @@ def render_element(account: Account, element: Element, base: str, enum_key: str)
         "is_deleted": False,
         "custom_fields_values": render_custom_fields(CATALOG_FIELDSET, element.cf, enum_key),
         "catalog_id": element.catalog_id,
-        "account_id": ACCOUNT_ID,
+        "account_id": account.profile.account_id,
         "_links": {"self": {"href": f"{base}/api/v4/catalogs/{element.catalog_id}/elements/{element.id}"}},
     }
 
@@ -106,7 +112,7 @@ def render_note(account: Account, note: Note, base: str) -> JsonDict:
         "group_id": 0,
         "note_type": note.note_type,
         "params": dict(note.params),
-        "account_id": ACCOUNT_ID,
+        "account_id": account.profile.account_id,
         "_links": {"self": {"href": f"{base}/api/v4/leads/{note.entity_id}/notes/{note.id}"}},
     }
 

@@ -342,6 +342,30 @@ CONTACT_FIELDSET: Final = FieldSet(CONTACT_FIELDS)
 CATALOG_FIELDSET: Final = FieldSet(CATALOG_FIELDS)
 
 
+@dataclass(frozen=True)
+class AmoProfile:
+    """What makes one emulated account a different business: its integration, ids, pipelines, fields."""
+
+    app: OAuthApp
+    account_id: int
+    subdomain: str
+    users: tuple[int, ...]
+    pipelines: tuple[Pipeline, ...]
+    lead_fieldset: FieldSet
+    contact_fieldset: FieldSet
+
+    @property
+    def pipelines_by_id(self) -> dict[int, Pipeline]:
+        return {p.id: p for p in self.pipelines}
+
+    @property
+    def main_pipeline(self) -> Pipeline:
+        return next(p for p in self.pipelines if p.is_main)
+
+
+DEFAULT_PROFILE: Final = AmoProfile(AMO_APP, ACCOUNT_ID, "sandbox", USERS, PIPELINES, LEAD_FIELDSET, CONTACT_FIELDSET)
+
+
 # ------------------------------------------------------------------------------------ environment
 def amocrm_env(base: str) -> dict[str, str]:
     """The ``AMO_*`` settings of a connector pointed at the sandbox served at ``base``.

@@ -16,13 +16,11 @@ from typing import Any, Final
 from integration_sync.sandbox.amocrm_schema import (
     CATALOG_FIELDSET,
     CATALOGS,
-    CONTACT_FIELDSET,
-    LEAD_FIELDSET,
+    DEFAULT_PROFILE,
     LOST,
-    MAIN_PIPELINE,
-    PIPELINES_BY_ID,
     USERS,
     WON,
+    AmoProfile,
     FieldSet,
 )
 from integration_sync.sandbox.amocrm_values import (
@@ -137,8 +135,16 @@ class Plan:
 class Account:
     """Every entity of the sandbox account. Callers hold the service lock."""
 
-    def __init__(self, now: Callable[[], float], lead_query_includes_contacts: bool = False) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float],
+        lead_query_includes_contacts: bool = False,
+        profile: AmoProfile = DEFAULT_PROFILE,
+    ) -> None:
         self.now = now
+        self.profile = profile
+        # (lead id, old status, old pipeline) of every status change, drained by the webhook sender
+        self.status_changes: list[tuple[int, int, int]] = []
         self.lead_query_includes_contacts = lead_query_includes_contacts
         self.contacts: dict[int, Contact] = {}
         self.leads: dict[int, Lead] = {}
@@ -149,6 +155,8 @@ class Account:
         self.tags: dict[int, str] = {}
         self.tag_ids: dict[str, int] = {}
         self.webhooks: list[JsonDict] = []
+        self.companies: dict[int, Record] = {}  # read-only: only a seed adds them
+        self.lead_companies: dict[int, list[int]] = {}
         self.next_id = {
             "contacts": 20000001,
             "leads": 30000001,
@@ -187,12 +195,12 @@ class Account:
     def _common(
         self, item: Mapping[str, Any], plan: Plan, fieldset: FieldSet, prefix: str, errors: list[JsonDict]
     ) -> None:
-        users = (*USERS, 0)
+        users = (*self.profile.users, 0)
         for key in ("created_by", "updated_by"):
             value = int_field(item, key, prefix, errors, users)
             if value is not MISSING_VALUE:
                 plan.values[key] = value
-        value = int_field(item, "responsible_user_id", prefix, errors, USERS)
+        value = int_field(item, "responsible_user_id", prefix, errors, self.profile.users)
         if value is not MISSING_VALUE:
             plan.values["responsible_user_id"] = value
         for key in ("created_at", "updated_at"):
@@ -274,7 +282,7 @@ class Account:
                     errors.append(err_missing(f"{prefix}id"))
             else:
                 plan.target = target
-        self._common(item, plan, CONTACT_FIELDSET, prefix, errors)
+        self._common(item, plan, self.profile.contact_fieldset, prefix, errors)
         for key in ("first_name", "last_name"):
             value = str_field(item, key, prefix, errors)
             if value is not MISSING_VALUE:
@@ -285,12 +293,12 @@ class Account:
     def apply_contact(self, plan: Plan) -> Contact:
         now = self.ts()
         if plan.target is None:
-            contact = Contact(self.new_id("contacts"), "", USERS[0], USERS[0], now, now)
+            contact = Contact(self.new_id("contacts"), "", self.profile.users[0], self.profile.users[0], now, now)
             self.contacts[contact.id] = contact
         else:
             contact = self.contacts[plan.target]
             contact.updated_at = now
-        self._apply_common(contact, plan, CONTACT_FIELDSET)
+        self._apply_common(contact, plan, self.profile.contact_fieldset)
         for key in ("first_name", "last_name"):
             if key in plan.values:
                 setattr(contact, key, plan.values[key])
@@ -316,7 +324,7 @@ class Account:
             else:
                 plan.target = target
                 lead = self.leads[target]
-        self._common(item, plan, LEAD_FIELDSET, "", errors)
+        self._common(item, plan, self.profile.lead_fieldset, "", errors)
         price = int_field(item, "price", "", errors)
         if price is not MISSING_VALUE:
             plan.values["price"] = price
@@ -338,12 +346,13 @@ class Account:
         return plan
 
     def _check_status(self, item: Mapping[str, Any], lead: Lead | None, plan: Plan, errors: list[JsonDict]) -> None:
-        pipeline_id = int_field(item, "pipeline_id", "", errors, PIPELINES_BY_ID)
+        pipelines = self.profile.pipelines_by_id
+        pipeline_id = int_field(item, "pipeline_id", "", errors, pipelines)
         status_id = int_field(item, "status_id", "", errors)
         if pipeline_id is MISSING_VALUE and status_id is MISSING_VALUE:
             if lead is None and "pipeline_id" not in item and "status_id" not in item:
-                plan.values["pipeline_id"] = MAIN_PIPELINE.id
-                plan.values["status_id"] = MAIN_PIPELINE.first_open.id
+                plan.values["pipeline_id"] = self.profile.main_pipeline.id
+                plan.values["status_id"] = self.profile.main_pipeline.first_open.id
             return
         if "pipeline_id" in item and pipeline_id is MISSING_VALUE:
             return
@@ -353,9 +362,9 @@ class Account:
             errors.append(err_missing("pipeline_id"))  # api-facts: a move to 142/143 must name the pipeline
             return
         if pipeline_id is MISSING_VALUE:
-            pipeline = PIPELINES_BY_ID[lead.pipeline_id] if lead is not None else MAIN_PIPELINE
+            pipeline = pipelines[lead.pipeline_id] if lead is not None else self.profile.main_pipeline
         else:
-            pipeline = PIPELINES_BY_ID[pipeline_id]
+            pipeline = pipelines[pipeline_id]
         if status_id is MISSING_VALUE:
             if lead is not None and lead.pipeline_id == pipeline.id:
                 return
@@ -392,7 +401,7 @@ class Account:
         now = self.ts()
         values = plan.values
         if plan.target is None:
-            lead = Lead(self.new_id("leads"), "", USERS[0], USERS[0], now, now)
+            lead = Lead(self.new_id("leads"), "", self.profile.users[0], self.profile.users[0], now, now)
             self.leads[lead.id] = lead
             lead.pipeline_id = values["pipeline_id"]
             lead.status_id = values["status_id"]
@@ -405,10 +414,11 @@ class Account:
                 lead.status_id,
                 lead.pipeline_id,
             ):
+                self.status_changes.append((lead.id, lead.status_id, lead.pipeline_id))
                 lead.pipeline_id = values["pipeline_id"]
                 lead.status_id = values["status_id"]
                 lead.closed_at = now if lead.status_id in (WON, LOST) else None
-        self._apply_common(lead, plan, LEAD_FIELDSET)
+        self._apply_common(lead, plan, self.profile.lead_fieldset)
         for key in ("price", "closed_at", "loss_reason_id"):
             if key in values:
                 setattr(lead, key, values[key])
@@ -507,7 +517,7 @@ class Account:
     def apply_element(self, plan: Plan) -> Element:
         now = self.ts()
         if plan.target is None:
-            element = Element(self.new_id("elements"), "", USERS[0], USERS[0], now, now)
+            element = Element(self.new_id("elements"), "", self.profile.users[0], self.profile.users[0], now, now)
             element.catalog_id = int(plan.extra["catalog_id"])
             self.elements[element.id] = element
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
 
@@ -32,11 +32,7 @@ from integration_sync.sandbox.amocrm_relations import (
 )
 from integration_sync.sandbox.amocrm_render import render_contact, render_element, render_lead, render_note
 from integration_sync.sandbox.amocrm_schema import (
-    ACCOUNT_ID,
     CATALOGS,
-    PIPELINES,
-    PIPELINES_BY_ID,
-    USERS,
     FieldSet,
     Pipeline,
     Status,
@@ -72,7 +68,7 @@ class AmoViews:
     @staticmethod
     def _href(ctx: Ctx, page: int | None = None, limit: int | None = None) -> str:
         url = ctx.request.url
-        href = f"{ctx.base}{url.path[len('/amocrm') :]}"
+        href = f"{ctx.base}{url.path[len(urlsplit(ctx.base).path) :]}"
         pairs = [(k, v) for k, v in ctx.request.query_params.multi_items() if k not in ("page", "limit")]
         if page is not None:
             pairs = [("page", str(page)), ("limit", str(limit)), *pairs]
@@ -165,14 +161,14 @@ class AmoViews:
     def h_account(self, ctx: Ctx) -> Response:
         return HalResponse(
             {
-                "id": ACCOUNT_ID,
+                "id": self.account.profile.account_id,
                 "name": "Sandbox",
-                "subdomain": "sandbox",
+                "subdomain": self.account.profile.subdomain,
                 "created_at": 1577836800,
-                "created_by": USERS[0],
+                "created_by": self.account.profile.users[0],
                 "updated_at": 1577836800,
-                "updated_by": USERS[0],
-                "current_user_id": USERS[0],
+                "updated_by": self.account.profile.users[0],
+                "current_user_id": self.account.profile.users[0],
                 "country": "KZ",
                 "currency": "KZT",
                 "customers_mode": "disabled",
@@ -327,7 +323,7 @@ class AmoViews:
             "pipeline_id": pipeline.id,
             "color": status.color,
             "type": status.type,
-            "account_id": ACCOUNT_ID,
+            "account_id": self.account.profile.account_id,
             "_links": {"self": {"href": f"{ctx.base}/api/v4/leads/pipelines/{pipeline.id}/statuses/{status.id}"}},
         }
         if descriptions:
@@ -342,13 +338,13 @@ class AmoViews:
             "is_main": pipeline.is_main,
             "is_unsorted_on": True,
             "is_archive": False,
-            "account_id": ACCOUNT_ID,
+            "account_id": self.account.profile.account_id,
             "_links": {"self": {"href": f"{ctx.base}/api/v4/leads/pipelines/{pipeline.id}"}},
             "_embedded": {"statuses": [self._status(ctx, pipeline, s, False) for s in pipeline.statuses]},
         }
 
     def _pipeline_or_404(self, ctx: Ctx) -> Pipeline:
-        pipeline = PIPELINES_BY_ID.get(ctx.int_param("id"))
+        pipeline = self.account.profile.pipelines_by_id.get(ctx.int_param("id"))
         if pipeline is None:
             raise ApiError(404, problem(404, "Not Found", "Pipeline not found"))
         return pipeline
@@ -356,9 +352,9 @@ class AmoViews:
     def h_pipelines(self, ctx: Ctx) -> Response:
         return HalResponse(
             {
-                "_total_items": len(PIPELINES),
+                "_total_items": len(self.account.profile.pipelines),
                 "_links": {"self": {"href": self._href(ctx)}},
-                "_embedded": {"pipelines": [self._pipeline(ctx, p) for p in PIPELINES]},
+                "_embedded": {"pipelines": [self._pipeline(ctx, p) for p in self.account.profile.pipelines]},
             }
         )
 
@@ -373,6 +369,7 @@ class AmoViews:
     def _field(self, ctx: Ctx, fieldset: FieldSet, entity: str) -> Callable[[Any], JsonDict]:
         def render(f: Any) -> JsonDict:
             out = dict(f.describe())
+            out["account_id"] = self.account.profile.account_id
             out["_links"] = {"self": {"href": f"{ctx.base}/api/v4/{entity}/custom_fields/{f.id}"}}
             return out
 
@@ -408,8 +405,8 @@ class AmoViews:
         return {
             "id": catalog["id"],
             "name": catalog["name"],
-            "created_by": USERS[0],
-            "updated_by": USERS[0],
+            "created_by": self.account.profile.users[0],
+            "updated_by": self.account.profile.users[0],
             "created_at": 1577836800,
             "updated_at": 1577836800,
             "sort": catalog["sort"],
@@ -419,7 +416,7 @@ class AmoViews:
             "can_link_multiple": catalog["can_link_multiple"],
             "can_be_deleted": catalog["can_be_deleted"],
             "sdk_widget_code": None,
-            "account_id": ACCOUNT_ID,
+            "account_id": self.account.profile.account_id,
             "_links": {"self": {"href": f"{ctx.base}/api/v4/catalogs/{catalog['id']}"}},
         }
 

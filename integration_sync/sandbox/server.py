@@ -12,7 +12,11 @@ never counted, rate limited or faulted:
 - ``GET|POST /_sandbox/kaspi/orders``, ``POST /_sandbox/kaspi/orders/raw``,
   ``GET /_sandbox/kaspi/orders/{code}``, ``POST /_sandbox/kaspi/orders/{code}/status``
 - ``GET /_sandbox/amocrm/{contacts|leads|catalog_elements|notes|links}``, ``GET /_sandbox/amocrm/tokens``,
-  ``POST /_sandbox/amocrm/tokens/expire``, ``POST /_sandbox/amocrm/unblock``
+  ``POST /_sandbox/amocrm/tokens/expire``, ``POST /_sandbox/amocrm/unblock``; the same under
+  ``/_sandbox/amocrm-seller/`` plus ``POST .../leads/status``, ``POST .../leads/{id}/status``,
+  ``GET .../webhook_deliveries``
+- ``GET|POST /_sandbox/sheets/spreadsheets``, ``GET /_sandbox/sheets/spreadsheets/{id}/cells``,
+  ``POST /_sandbox/sheets/spreadsheets/{id}/edit`` (an operator's edit)
 - ``GET /_sandbox/telegram/messages``; ``GET /_sandbox/smtp/`` (the SMTP sink's port), ``GET /_sandbox/smtp/messages``
 """
 
@@ -32,9 +36,11 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from integration_sync.sandbox.abcp import AbcpService
 from integration_sync.sandbox.amocrm import AmoCrmService
+from integration_sync.sandbox.amocrm_seller import SellerAmoService
 from integration_sync.sandbox.bitrix24 import Bitrix24Service
 from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
 from integration_sync.sandbox.kaspi import KaspiService
+from integration_sync.sandbox.sheets import SheetsService
 from integration_sync.sandbox.smtp_sink import MailService
 from integration_sync.sandbox.telegram import TelegramService
 from integration_sync.serving import BackgroundServer
@@ -85,6 +91,8 @@ class SandboxConfig(BaseModel):
     amocrm_lead_query_includes_contacts: bool = False
     amocrm_filter_query: bool = False
     amocrm_batch_max: int = Field(250, gt=0)
+    amocrm_seller_leads: int = Field(60, ge=0)  # the Sheets seller's own account (amocrm_seller)
+    amocrm_seller_hook_time_scale: float = Field(1 / 300, gt=0)  # vendor retry delays x this (5 min -> 1 s)
     clock_epoch: float | None = None
 
 
@@ -102,6 +110,10 @@ class Sandbox:
         self.services[self.kaspi.name] = self.kaspi
         self.amocrm = AmoCrmService(self.clock)
         self.services[self.amocrm.name] = self.amocrm
+        self.amocrm_seller = SellerAmoService(self.clock)
+        self.services[self.amocrm_seller.name] = self.amocrm_seller
+        self.sheets = SheetsService(self.clock)
+        self.services[self.sheets.name] = self.sheets
         self.telegram, self.mail = TelegramService(self.clock), MailService(self.clock)
         self.services.update({self.telegram.name: self.telegram, self.mail.name: self.mail})
         self.reset(config)
@@ -120,6 +132,8 @@ class Sandbox:
             self.bitrix24.reset(self.config.seed, volumes)
             self.kaspi.reset(self.config.seed, volumes)
             self.amocrm.reset(self.config.seed, volumes)
+            self.amocrm_seller.reset(self.config.seed, volumes)
+            self.sheets.reset(self.config.seed, volumes)
             self.telegram.reset(self.config.seed, volumes)
             self.mail.reset(self.config.seed, volumes)
 
