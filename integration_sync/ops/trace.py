@@ -6,10 +6,8 @@ the same file lock the runs take, so a run's short transaction is waited out, ne
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,7 +15,7 @@ import duckdb
 from integration_sync.defs.resources import warehouse_resource
 from integration_sync.lib.registry import plugin
 from integration_sync.ops.inspect import table
-from integration_sync.sync.warehouse import Warehouse
+from integration_sync.sync.warehouse import Warehouse, connect_with_retry
 
 _STATE_COLUMNS = (
     "entity", "status", "attempts", "last_error", "pushed_hash", "pushed_payload", "attempt_operation",
@@ -45,25 +43,11 @@ class ReadOnlyWarehouse(Warehouse):
         if not self.path.exists():
             raise FileNotFoundError(f"no warehouse at {self.path} (WAREHOUSE_PATH / INTEGRATION_SYNC_DATA_DIR)")
         with self._lock:
-            conn = _connect_read_only(self.path)
+            conn = connect_with_retry(self.path, read_only=True)
             try:
                 yield conn
             finally:
                 conn.close()
-
-
-def _connect_read_only(path: Path, attempts: int = 20) -> duckdb.DuckDBPyConnection:
-    """Open read-only, waiting out a writer that does not take our lock (a DuckDB CLI, say)."""
-    delay = 0.05
-    for attempt in range(attempts):
-        try:
-            return duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
 
 
 def _json(value: Any) -> Any:

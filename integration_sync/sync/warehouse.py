@@ -56,7 +56,7 @@ class Warehouse:
     def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            conn = _connect_with_retry(self.path, self.config)
+            conn = connect_with_retry(self.path, self.config)
             try:
                 yield conn
             finally:
@@ -110,12 +110,14 @@ class Warehouse:
         return applied
 
 
-def _connect_with_retry(path: Path, config: dict[str, Any], attempts: int = 20) -> duckdb.DuckDBPyConnection:
+def connect_with_retry(
+    path: Path, config: dict[str, Any] | None = None, attempts: int = 20, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """Open the file, waiting out a process that does not take our lock (e.g. a DuckDB CLI)."""
     delay = 0.05
     for attempt in range(attempts):
         try:
-            return duckdb.connect(str(path), config=config)
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException:
             if attempt == attempts - 1:
                 raise
