@@ -71,6 +71,25 @@ def call(var: str, what: str, probe: Callable[[], T], auth_var: str | None = Non
         return None, [f"{var}: {what} did not answer as expected ({exc})"]
 
 
+def amocrm_checks(
+    env: Mapping[str, str], prefix: str, check: Callable[[AmoCrmClient, str, str], list[str]]
+) -> list[str]:
+    """Open the flow's amoCRM account (`{prefix}AMO_*` over the shared `AMO_*`) with one attempt per
+    request — a doctor reports an unreachable service instead of waiting through retries — and run
+    `check(client, account_var, auth_var)`; a refused or unreachable account is one line."""
+    from integration_sync.defs.resources import amocrm_resource
+
+    account_var = chosen(env, prefix, "AMO_BASE_URL")
+    with environment(env):
+        amo = amocrm_resource(prefix).process_config_and_initialize()
+    auth_var = amo_credentials(env, prefix)
+    crm, failed = call(account_var, "amoCRM", lambda: amo.model_copy(update={"retry_attempts": 1}).client(), auth_var)
+    if crm is None:
+        return failed
+    with crm:
+        return check(crm, account_var, auth_var)
+
+
 def pipeline_problems(
     pipelines: Mapping[int, Collection[int]],
     pipeline_var: str,

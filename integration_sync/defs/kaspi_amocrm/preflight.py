@@ -14,9 +14,9 @@ from integration_sync.connectors.errors import ConfigError
 from integration_sync.connectors.kaspi import DEFAULT_POLICY as KASPI_POLICY
 from integration_sync.connectors.kaspi import KaspiClient
 from integration_sync.lib.preflight import (
-    amo_credentials,
     amo_fields,
     amo_pipelines,
+    amocrm_checks,
     call,
     chosen,
     environment,
@@ -132,7 +132,6 @@ def kaspi_problems(client: KaspiClient) -> list[str]:
 def doctor(env: Mapping[str, str]) -> list[str]:
     """Every check, against the services `env` points at."""
     from integration_sync.defs.kaspi_amocrm.resources import kaspi_leads_resource, kaspi_resource
-    from integration_sync.defs.resources import amocrm_resource
 
     account_var = chosen(env, ACCOUNT_PREFIX, "AMO_BASE_URL")
     lines = setting_problems(env, (*REQUIRED, account_var), INTS)
@@ -141,16 +140,9 @@ def doctor(env: Mapping[str, str]) -> list[str]:
     with environment(env):
         kaspi = kaspi_resource().process_config_and_initialize()
         leads = kaspi_leads_resource().process_config_and_initialize()
-        amo = amocrm_resource(ACCOUNT_PREFIX).process_config_and_initialize()
     # one attempt each: a doctor reports an unreachable service instead of waiting through retries
     policy = replace(KASPI_POLICY, max_attempts=1)
     shop = KaspiClient(kaspi.base_url, kaspi.token, page_size=1, rate_state_path=kaspi.rate_state_path(), policy=policy)
     with shop:
         lines += kaspi_problems(shop)
-    auth_var = amo_credentials(env, ACCOUNT_PREFIX)
-    crm, failed = call(account_var, "amoCRM", lambda: amo.model_copy(update={"retry_attempts": 1}).client(), auth_var)
-    if crm is None:
-        return lines + failed
-    with crm:
-        lines += problems(crm, leads, account_var, auth_var)
-    return lines
+    return lines + amocrm_checks(env, ACCOUNT_PREFIX, lambda crm, var, auth: problems(crm, leads, var, auth))

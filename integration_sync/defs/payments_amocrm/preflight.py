@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from integration_sync.connectors.amocrm import AmoCrmClient
 from integration_sync.lib.preflight import (
-    amo_credentials,
     amo_fields,
     amo_pipelines,
+    amocrm_checks,
     call,
     chosen,
     enum_problems,
@@ -130,7 +130,6 @@ def push_preflight(ctx: Any, client: AmoCrmClient) -> list[str]:
 def doctor(env: Mapping[str, str]) -> list[str]:
     """Every check, against the amoCRM account `env` points at."""
     from integration_sync.defs.payments_amocrm.resources import payments_resource
-    from integration_sync.defs.resources import amocrm_resource
 
     account_var = chosen(env, ACCOUNT_PREFIX, "AMO_BASE_URL")
     stage_vars = [name for pair in STAGE_VARS for name in pair]
@@ -139,11 +138,4 @@ def doctor(env: Mapping[str, str]) -> list[str]:
         return lines
     with environment(env):
         payments = payments_resource().process_config_and_initialize()
-        amo = amocrm_resource(ACCOUNT_PREFIX).process_config_and_initialize()
-    # one attempt: a doctor reports an unreachable service instead of waiting through retries
-    auth_var = amo_credentials(env, ACCOUNT_PREFIX)
-    crm, failed = call(account_var, "amoCRM", lambda: amo.model_copy(update={"retry_attempts": 1}).client(), auth_var)
-    if crm is None:
-        return failed
-    with crm:
-        return problems(crm, payments, account_var, auth_var)
+    return amocrm_checks(env, ACCOUNT_PREFIX, lambda crm, var, auth: problems(crm, payments, var, auth))
