@@ -21,6 +21,7 @@ Control (``/_sandbox/sheets``): ``GET /spreadsheets``; ``POST /spreadsheets`` (s
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -278,7 +279,8 @@ class SheetsService(StructureRequests, Service):
         self, tab: Tab, rng: A1Range, values: Any, user_entered: bool, text: str, grow: bool = False
     ) -> JsonDict:
         if not isinstance(values, list) or not all(isinstance(row, list) for row in values):
-            message = f"Invalid value at 'data.values' (type.googleapis.com/google.protobuf.ListValue), {values!r}"
+            shown = json.dumps(values, ensure_ascii=False)  # Google quotes the value as JSON: "X"
+            message = f"Invalid value at 'data.values' (type.googleapis.com/google.protobuf.ListValue), {shown}"
             raise ApiFailure(400, message)
         height = len(values)
         width = max((len(row) for row in values), default=0)

@@ -202,3 +202,14 @@ def test_operator_edits(control: httpx.Client) -> None:
         ["13", "В процессе"],
         ["", "", "", "", "Отказ"],
     ]
+
+
+def test_a_value_that_is_not_a_list_of_rows_is_refused_as_google_words_it(control: httpx.Client) -> None:
+    """api-samples/gsheets/error_400_invalid_value.json: `{"values": "X"}` → 400 with the value as JSON."""
+    answer = control.put(
+        values_url("Sheet1!A2"), params={"valueInputOption": "RAW"}, json={"values": "X"}, headers=AUTH
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"] == "Invalid value at 'data.values' (type.googleapis.com/google.protobuf.ListValue), \"X\""
