@@ -14,7 +14,7 @@ import pytest
 
 from integration_sync.sandbox import amocrm_schema as amo
 from integration_sync.sandbox.amocrm_seller import SELLER_APP, TRIGGER_VARIANTS, seller_env
-from integration_sync.sandbox.server import SandboxServer
+from integration_sync.sandbox.server import SandboxConfig, SandboxServer
 from integration_sync_tests.sandbox.amocrm.conftest import FAST, reset
 
 SELLER_AUTH = {"Authorization": f"Bearer {SELLER_APP.initial_access}"}
@@ -150,9 +150,16 @@ def test_the_seed_has_the_sellers_shapes(seller: httpx.Client, control: httpx.Cl
     phones = [cf["values"][0]["value"] for c in contacts for cf in c["custom_fields_values"] or []]
     assert {p[:4] for p in phones} & {"+998"} and any(p[0].isdigit() for p in phones)
     assert any(" " in p for p in phones) and any(p.isdigit() for p in phones)
-    dump = control.get("/_sandbox/amocrm-seller/leads").json()
-    reset(control, **FAST_HOOKS)
-    assert control.get("/_sandbox/amocrm-seller/leads").json() == dump  # deterministic by the seed
+
+
+def test_the_same_seed_and_clock_give_the_same_seller_account() -> None:
+    """Leads are dated from the sandbox's clock: pinned, two sandboxes hold the same account."""
+    config = SandboxConfig(**{**FAST_HOOKS, "clock_epoch": 1_760_000_000.0})
+    dumps = []
+    for cfg in (config, config, config.model_copy(update={"seed": 6})):
+        with SandboxServer(cfg) as srv, httpx.Client(base_url=srv.base_url) as http:
+            dumps.append(http.get("/_sandbox/amocrm-seller/leads").json())
+    assert dumps[0] == dumps[1] and dumps[0] != dumps[2]
 
 
 def test_a_status_change_is_one_form_post_with_bracket_keys(
