@@ -161,6 +161,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"webhook receiver: http://{at.host}:{at.webhook_port}/webhook/", flush=True)
         else:
             print(f"webhook receiver not started: none of {', '.join(receiver_vars())} is set", flush=True)
+        _on_start(env)
         _print_doctor(env)
         workspace = str(root / "workspace.yaml")
         web = start([_bin("dagster-webserver"), "-w", workspace, "-h", at.host, "-p", str(at.port)])
@@ -181,6 +182,20 @@ def cmd_up(args: argparse.Namespace) -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _on_start(env: dict[str, str]) -> None:
+    """Each flow's start-up step (`FlowPlugin.on_start`), once the sandbox and the receiver answer; a
+    failing one is a line: `up` goes on."""
+    for flow in plugins():
+        if flow.on_start is None:
+            continue
+        try:
+            lines = flow.on_start(env)
+        except Exception as exc:
+            lines = [f"{flow.name}: its start-up step failed ({type(exc).__name__})"]
+        for line in lines:
+            print(line, flush=True)
 
 
 def _print_doctor(env: dict[str, str]) -> None:
@@ -273,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="one JSON document instead of lines")
     doctor.add_argument("--project-dir", default=".", help="where .env is read from")
     doctor.set_defaults(func=cmd_doctor)
-    add_operator_commands(sub)  # inspect, amocrm authorize, trace, redrive
+    named = add_operator_commands(sub)  # inspect, amocrm authorize, trace, redrive
 
     webhooks = sub.add_parser("webhooks", help="the webhook receiver (every flow's routes)")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
@@ -298,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--webhook-host", default="127.0.0.1", help="the receiver WEBHOOK_URL points at")
     env.add_argument("--webhook-port", type=int, default=8001)
     env.set_defaults(func=cmd_sandbox_env)
-    groups = CommandGroups(root=sub, sandbox=sandbox_sub)
+    groups = CommandGroups(root=sub, sandbox=sandbox_sub, named=named)
     for flow in plugins():
         if flow.add_commands is not None:
             flow.add_commands(groups)

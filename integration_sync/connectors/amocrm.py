@@ -50,6 +50,7 @@ from integration_sync.connectors.amocrm_models import (
     AmoModel,
     Catalog,
     CatalogElement,
+    Company,
     ComplexLeadResult,
     Contact,
     Created,
@@ -64,6 +65,7 @@ from integration_sync.connectors.amocrm_models import (
     NoteParams,
     Pipeline,
     Status,
+    Webhook,
     read_enum_ids,
     read_field_values,
 )
@@ -377,6 +379,8 @@ class AmoCrmClient(ServiceClient):
         updated_to: int | None = None,
         order_by_updated: str | None = None,
         limit: int = MAX_PAGE_SIZE,
+        created_from: int | None = None,
+        created_to: int | None = None,
     ) -> Iterator[Lead]:
         """Leads page by page. ``statuses`` are (pipeline_id, status_id) pairs. The filters are sent
         and also applied here (they are "alpha"/paid on some accounts and may be ignored)."""
@@ -395,6 +399,10 @@ class AmoCrmClient(ServiceClient):
             params.append(("filter[updated_at][from]", int(updated_from)))
         if updated_to is not None:
             params.append(("filter[updated_at][to]", int(updated_to)))
+        if created_from is not None:
+            params.append(("filter[created_at][from]", int(created_from)))
+        if created_to is not None:
+            params.append(("filter[created_at][to]", int(created_to)))
         if order_by_updated:
             params.append(("order[updated_at]", order_by_updated))
         wanted_ids = {int(i) for i in ids or ()}
@@ -407,6 +415,12 @@ class AmoCrmClient(ServiceClient):
             if wanted_pipelines and lead.pipeline_id not in wanted_pipelines:
                 continue
             if wanted_statuses and (lead.pipeline_id, lead.status_id) not in wanted_statuses:
+                continue
+            created = lead.created_at
+            if created is not None and (
+                (created_from is not None and created < created_from)
+                or (created_to is not None and created > created_to)
+            ):
                 continue
             updated = lead.updated_at
             if updated is not None and (
@@ -437,6 +451,16 @@ class AmoCrmClient(ServiceClient):
                 updated_to=updated_to,
             )
         )
+
+    def get_companies(self, ids: Iterable[int]) -> list[Company]:
+        """Companies by id (``filter[id][]``, 50 ids per request); unknown or deleted ids are absent."""
+        unique = sorted({int(i) for i in ids})
+        found: list[Company] = []
+        for _, chunk in _chunks(unique, BATCH_LIMIT):
+            params = [("filter[id][]", int(i)) for i in chunk]
+            items = self._iter_pages("companies", "companies", params, limit=MAX_PAGE_SIZE)
+            found.extend(c for c in self._parse(Company, items) if c.id in chunk)
+        return found
 
     def create_leads(self, leads: Sequence[Mapping[str, Any]]) -> list[Created]:
         """``POST /leads`` 50 per request (``_embedded.contacts: [{id}]`` links contacts).
@@ -518,6 +542,29 @@ class AmoCrmClient(ServiceClient):
         """Custom fields of ``leads``, ``contacts``, ``companies`` or ``catalogs/{id}``, with enums."""
         path = f"{entity.strip('/')}/custom_fields"
         return self._parse(CustomField, self._iter_pages(path, "custom_fields"))
+
+    # -- webhooks (account admin only) -----------------------------------------------------------
+
+    def list_webhooks(self, destination: str | None = None) -> list[Webhook]:
+        """``GET /webhooks``, with ``filter[destination]`` (the exact address) when given; 204 → []."""
+        params = [("filter[destination]", destination)] if destination else []
+        data = self._get("webhooks", params)
+        embedded = data.get("_embedded") if isinstance(data, Mapping) else None
+        items = embedded.get("webhooks") if isinstance(embedded, Mapping) else None
+        hooks = self._parse(Webhook, items if isinstance(items, list) else [])
+        return [h for h in hooks if destination is None or h.destination == destination]
+
+    def subscribe_webhook(self, destination: str, settings: Sequence[str]) -> Webhook:
+        """``POST /webhooks``: one hook per address (a retried POST makes no second one)."""
+        body = {"destination": destination, "settings": list(settings)}
+        data = self._send("POST", "webhooks", body, idempotent=True)
+        if not isinstance(data, Mapping):
+            raise ApiError(SERVICE, "POST webhooks: answer has no webhook")
+        return Webhook.model_validate(data)
+
+    def unsubscribe_webhook(self, destination: str) -> None:
+        """``DELETE /webhooks`` ``{destination}`` (204; unknown addresses are no error)."""
+        self._send("DELETE", "webhooks", {"destination": destination}, idempotent=True)
 
     # -- catalogs --------------------------------------------------------------------------------
 
@@ -640,6 +687,7 @@ __all__ = [
     "PhoneKey",
     "Pipeline",
     "Status",
+    "Webhook",
     "clear_field",
     "enum_field_value",
     "field_value",

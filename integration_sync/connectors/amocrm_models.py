@@ -144,6 +144,14 @@ class Contact(WithCustomFields):
         return [ref.id for ref in self.embedded.leads]
 
 
+class Company(WithCustomFields):
+    id: int
+    name: OptStr = None
+    responsible_user_id: int | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+
 class Lead(WithCustomFields):
     id: int
     name: OptStr = None
@@ -265,6 +273,23 @@ class Note(AmoModel):
     @property
     def text(self) -> str:
         return (self.params.text if self.params else None) or ""
+
+
+def _false_when_none(value: Any) -> Any:
+    return False if value is None else value
+
+
+class Webhook(AmoModel):
+    """A webhook subscription (``GET/POST /webhooks``): amoCRM sets ``disabled`` on a hook that
+    answered badly too often; ``settings`` are the event names it is subscribed to."""
+
+    id: int | None = None
+    destination: OptStr = None
+    settings: Annotated[list[str], BeforeValidator(_to_str_list)] = Field(default_factory=list)
+    disabled: Annotated[bool, BeforeValidator(_false_when_none)] = False
+    sort: int | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
 
 
 class Created(AmoModel):

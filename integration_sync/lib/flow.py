@@ -100,19 +100,27 @@ class SyncFlow(dg.Component):
     rejected_share_var: str = ""
     turned_away: TurnedAway | None = None
     checks: Sequence[dg.AssetChecksDefinition] = ()
-    jobs: Sequence[UnresolvedAssetJobDefinition] = ()
+    jobs: Sequence[UnresolvedAssetJobDefinition | dg.JobDefinition] = ()  # op jobs too (e.g. a tab rotation)
     schedules: Sequence[dg.ScheduleDefinition] = ()
     sensors: Sequence[dg.SensorDefinition] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    more_pushes: Sequence[Push] = ()
+    assets: Sequence[dg.AssetsDefinition] = ()
 
     @cached_property
     def push_asset(self) -> dg.AssetsDefinition:
         return build_push_asset(self.name, self.push, self.ingest)
 
     @cached_property
+    def more_push_assets(self) -> list[dg.AssetsDefinition]:
+        """A two-way flow's other pushes (the way back), each with its own deps."""
+        return [build_push_asset(self.name, push, self.ingest) for push in self.more_pushes]
+
+    @cached_property
     def generic_checks(self) -> list[dg.AssetChecksDefinition]:
+        pushes = [(self.push, self.push_asset), *zip(self.more_pushes, self.more_push_assets, strict=True)]
         return [
-            *push_checks(self.name, self.push, self.push_asset, self.rejected_share_var),
+            *(c for push, asset in pushes for c in push_checks(self.name, push, asset, self.rejected_share_var)),
             *ingest_checks(self.ingest, self.turned_away, self.rejected_share_var),
         ]
 
@@ -123,13 +131,13 @@ class SyncFlow(dg.Component):
     @cached_property
     def job(self) -> UnresolvedAssetJobDefinition:
         """The flow's main job: every asset of the group over a partition range."""
-        existing = [j for j in self.jobs if j.name == f"{self.name}_job"]
+        existing = [j for j in self.jobs if j.name == f"{self.name}_job" and not isinstance(j, dg.JobDefinition)]
         if existing:
             return existing[0]
         return flow_job(self.name, self.partitions, self.job_description, executor=self.executor)
 
     def _validate(self) -> None:
-        for asset in [*self.ingest, self.push_asset]:
+        for asset in [*self.ingest, self.push_asset, *self.more_push_assets, *self.assets]:
             for key in asset.keys:
                 group = asset.group_names_by_key.get(key)
                 if group != self.name:
@@ -142,7 +150,7 @@ class SyncFlow(dg.Component):
         self._validate()
         jobs = [self.job, *(j for j in self.jobs if j is not self.job)]
         return dg.Definitions(
-            assets=[*self.ingest, self.push_asset],
+            assets=[*self.ingest, self.push_asset, *self.more_push_assets, *self.assets],
             asset_checks=self.all_checks,
             jobs=jobs,
             schedules=list(self.schedules),

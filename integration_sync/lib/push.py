@@ -73,6 +73,8 @@ class Push:
       or `redrive_all_failed`, is done by `run_push` itself before `before`).
     - `preflight(ctx, client)`: problems with what the configuration names in the target (one line
       each, naming the variable); any stops the push before it writes (a `PreflightError`).
+    - `deps`: the asset keys the push reads (default: the flow's ingest assets); a two-way flow's
+      second push names its own source here.
     """
 
     key: Sequence[str]
@@ -91,6 +93,7 @@ class Push:
     after: Callable[[PushContext], Mapping[str, Any]] | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     preflight: Callable[[PushContext, Any], list[str]] | None = None
+    deps: tuple[Sequence[str], ...] = ()
 
 
 class PreflightError(ConfigError):
@@ -190,7 +193,7 @@ def build_push_asset(flow: str, push: Push, deps: Sequence[Any]) -> dg.AssetsDef
     return dg.asset(
         key=list(push.key),
         group_name=flow,
-        deps=list(deps),
+        deps=[dg.AssetKey(list(key)) for key in push.deps] if push.deps else list(deps),
         kinds={push.kind},
         tags={**push_tags(flow), **push.extra_tags},
         pool=push_pool(flow),

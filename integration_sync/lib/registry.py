@@ -31,6 +31,15 @@ class CommandGroups:
 
     root: argparse._SubParsersAction[argparse.ArgumentParser]
     sandbox: argparse._SubParsersAction[argparse.ArgumentParser]
+    named: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = field(default_factory=dict)
+
+    def under(self, name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        """The sub-commands of the top-level group `name` (`amocrm`, `sheet`), made on first use: two
+        flows may add commands to one group."""
+        if name not in self.named:
+            parser = self.root.add_parser(name, help=help_text)
+            self.named[name] = parser.add_subparsers(dest=f"{name}_command", required=True)
+        return self.named[name]
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,9 @@ class FlowPlugin:
     - `doctor(env)`: problems in its configuration, one line each, naming the variable.
     - `sandbox_env(sandbox_url, receiver_url)`: its settings pointing at the sandbox.
     - `trace_source(warehouse, key)`: the record's source snapshot for `integration-sync trace` (None: unknown).
+    - `on_start(env)`: run by `integration-sync up` once the sandbox and the receiver answer (e.g. registering
+      the flow's webhook on the sandbox's account); returns lines to print. A failure is one line, never
+      a stopped `up`.
     """
 
     name: str
@@ -70,6 +82,7 @@ class FlowPlugin:
     doctor: Callable[[Mapping[str, str]], list[str]] | None = None
     sandbox_env: Callable[[str, str], dict[str, str]] | None = None
     trace_source: Callable[[Warehouse, str], dict[str, Any] | None] | None = None
+    on_start: Callable[[Mapping[str, str]], list[str]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def not_ready(self, env: Mapping[str, str]) -> str | None:

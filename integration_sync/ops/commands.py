@@ -118,7 +118,10 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_operator_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> dict[str, argparse._SubParsersAction[argparse.ArgumentParser]]:
+    """The operator commands; returns the command groups flows may add to (`amocrm`)."""
     inspect = sub.add_parser("inspect", help="what an amoCRM or Bitrix24 account holds (ids to put in .env)")
     inspect.add_argument("system", choices=("amocrm", "bitrix24"))
     inspect.add_argument("--flow", help="that flow's account ({PREFIX}AMO_* / {PREFIX}B24_*); default: the shared one")
@@ -151,3 +154,4 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     again.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the run and exit 1 unless it succeeds")
     again.add_argument("--project-dir", default=".", help="where .env is read from")
     again.set_defaults(func=cmd_redrive)
+    return {"amocrm": amocrm_sub}

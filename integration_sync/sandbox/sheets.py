@@ -3,17 +3,21 @@
 - ``GET {id}`` (metadata); ``GET {id}/values/{range}``, ``GET {id}/values:batchGet``; ``PUT
   {id}/values/{range}`` (``valueInputOption`` RAW | USER_ENTERED); ``POST {id}/values/{range}:append``;
   ``POST {id}/values:batchUpdate``; ``POST {id}/values/{range}:clear``; ``POST {id}:batchUpdate`` with
-  addSheet, duplicateSheet, deleteSheet, updateSheetProperties, setDataValidation, repeatCell, addChart.
+  addSheet, duplicateSheet, deleteSheet, updateSheetProperties, setDataValidation, repeatCell, updateCells,
+  addChart, updateChartSpec, deleteEmbeddedObject (charts listed in the metadata's ``sheets[].charts``),
+  create/updateDeveloperMetadata (sheet locations; listed in the metadata's ``sheets[].developerMetadata``).
 - Cells are kept as entered; read back as formatted strings (``12.0`` -> ``"12"``, ``True`` -> ``"TRUE"``);
   trailing empty cells and rows trimmed, ``""`` inside a row, ``[]`` for an empty row, no ``values`` key
   for an empty range. USER_ENTERED turns ``"0134"`` into the number 134; formulas are kept as text.
 - ``Authorization: Bearer <SHEETS_TOKEN>`` required (401 envelope otherwise); 60 read (GET) and 60 write
   requests per sliding minute per token, then 429 RESOURCE_EXHAUSTED with an ErrorInfo, no Retry-After.
+- Faults (``POST /_sandbox/faults {"sheets": {...}}``): error bursts (429/5xx), latency, and
+  ``commit_then_drop`` on writes (the write is applied, its answer lost mid-body).
 - Errors in Google's envelope ``{"error": {"code", "message", "status"}}``.
 
 Control (``/_sandbox/sheets``): ``GET /spreadsheets``; ``POST /spreadsheets`` (seed one: ``{"spreadsheetId"?,
 "title"?, "sheets": [{"title", "rows"?, "rowCount"?, "columnCount"?}]}``); ``GET /spreadsheets/{id}/cells?sheet=``
-(raw cells, validations, charts); ``POST /spreadsheets/{id}/edit`` (an operator's edit: ``{"sheet", "op":
+(raw cells, validations, formats, charts); ``POST /spreadsheets/{id}/edit`` (an operator's edit: ``{"sheet", "op":
 "set", "cell": "K5", "value", "raw"?}`` | ``{"op": "delete_row", "row": 5}`` | ``{"op": "insert_row", "row",
 "values"}``).
 """
@@ -31,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
+from integration_sync.sandbox.core import Clock, DroppedResponse, JsonDict, JsonResponse, Service, read_json
 from integration_sync.sandbox.sheets_model import (
     QUOTA_PER_MINUTE,
     ApiFailure,
@@ -53,7 +57,7 @@ WORKSHEET = "Sheet1"
 #: the seed's row: a lead id column, the row content and «Заказ №»
 SEED_HEADERS = [
     "ID сделки",
-    "Контакт",
+    "Клиент",
     "Телефон",
     "Компания",
     "Продукт",
@@ -202,7 +206,10 @@ class SheetsService(StructureRequests, Service):
             return google_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
         try:
             with self.lock:
-                return JsonResponse(self._dispatch(method, rest, request, body))
+                answer = self._dispatch(method, rest, request, body)
+            if method != "get" and self.faults.take_commit_then_drop(method):
+                return DroppedResponse(json.dumps(answer).encode(), status_code=200, hold_s=self.faults.drop_hold_s)
+            return JsonResponse(answer)
         except ApiFailure as exc:
             return google_error(exc.code, exc.message, exc.status)
 
@@ -372,6 +379,7 @@ class SheetsService(StructureRequests, Service):
         if insert == "INSERT_ROWS" and height:
             tab.cells = {((r + height if r >= start else r), c): v for (r, c), v in tab.cells.items()}
             tab.validations = {((r + height if r >= start else r), c): v for (r, c), v in tab.validations.items()}
+            tab.formats = {((r + height if r >= start else r), c): v for (r, c), v in tab.formats.items()}
             tab.properties["gridProperties"]["rowCount"] = tab.rows + height
         target = A1Range(tab.title, start, None, rng.col0, None)
         result = self._write(tab, target, values, user_entered, text, grow=True)
@@ -392,6 +400,8 @@ class SheetsService(StructureRequests, Service):
             entry: JsonDict = {"properties": copy.deepcopy(tab.properties)}
             if tab.charts:
                 entry["charts"] = copy.deepcopy(tab.charts)
+            if tab.metadata:
+                entry["developerMetadata"] = copy.deepcopy(tab.metadata)
             sheets.append(entry)
         return {
             "spreadsheetId": book.spreadsheet_id,
@@ -448,9 +458,9 @@ class SheetsService(StructureRequests, Service):
                     rows[r].extend([""] * (c - len(rows[r])))
                     rows[r].append(value)
                 validations = {f"{col_letter(c)}{r + 1}": v for (r, c), v in sorted(tab.validations.items())}
-                return JsonResponse(
-                    {"properties": tab.properties, "rows": rows, "validations": validations, "charts": tab.charts}
-                )
+                formats = {f"{col_letter(c)}{r + 1}": v for (r, c), v in sorted(tab.formats.items()) if v}
+                answer = {"properties": tab.properties, "rows": rows, "validations": validations, "charts": tab.charts}
+                return JsonResponse({**answer, "formats": formats})
 
         async def edit(request: Request) -> Response:
             spec = await read_json(request)
@@ -478,11 +488,13 @@ class SheetsService(StructureRequests, Service):
             row = int(spec.get("row", 0)) - 1  # 1-based, as the UI shows it
             tab.cells = {((r - 1 if r > row else r), c): v for (r, c), v in tab.cells.items() if r != row}
             tab.validations = {((r - 1 if r > row else r), c): v for (r, c), v in tab.validations.items() if r != row}
+            tab.formats = {((r - 1 if r > row else r), c): v for (r, c), v in tab.formats.items() if r != row}
             tab.properties["gridProperties"]["rowCount"] = tab.rows - 1
         elif op == "insert_row":
             row = int(spec.get("row", 0)) - 1
             tab.cells = {((r + 1 if r >= row else r), c): v for (r, c), v in tab.cells.items()}
             tab.validations = {((r + 1 if r >= row else r), c): v for (r, c), v in tab.validations.items()}
+            tab.formats = {((r + 1 if r >= row else r), c): v for (r, c), v in tab.formats.items()}
             for c, value in enumerate(spec.get("values") or []):
                 tab.set(row, c, entered(value, not spec.get("raw")))
             tab.properties["gridProperties"]["rowCount"] = tab.rows + 1

@@ -1,6 +1,7 @@
 """Data model of the Sheets emulator (tabs, cells, Google's error envelope) and the structural
 requests of ``spreadsheets.batchUpdate`` (addSheet, duplicateSheet, deleteSheet, updateSheetProperties,
-setDataValidation, repeatCell, addChart)."""
+setDataValidation, repeatCell, updateCells, addChart, updateChartSpec, deleteEmbeddedObject,
+createDeveloperMetadata on a sheet)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,8 @@ class Tab:
     cells: dict[tuple[int, int], Any] = field(default_factory=dict)
     validations: dict[tuple[int, int], JsonDict] = field(default_factory=dict)
     charts: list[JsonDict] = field(default_factory=list)
+    formats: dict[tuple[int, int], JsonDict] = field(default_factory=dict)  # userEnteredFormat, as set
+    metadata: list[JsonDict] = field(default_factory=list)  # developer metadata located on the sheet
 
     @property
     def title(self) -> str:
@@ -153,6 +156,27 @@ class Book:
             tab.properties["index"] = i
 
 
+_OTHER_CELL_FIELDS = ("note", "dataValidation", "textFormatRuns", "hyperlink", "pivotTable", "dataSourceTable")
+
+
+def _mask_paths(fields: str) -> list[str]:
+    """A FieldMask as dotted paths: ``a(b,c.d),e`` is ``a.b, a.c.d, e``."""
+    paths: list[str] = []
+    depth, part = 0, ""
+    for char in fields + ",":
+        if char == "," and depth == 0:
+            name, _, inner = part.strip().partition("(")
+            if inner:
+                paths += [f"{name}.{sub}" for sub in _mask_paths(inner.rstrip(")"))]
+            elif name:
+                paths.append(name)
+            part = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        part += char
+    return paths
+
+
 def grid_of(tab: Tab, rng: A1Range) -> tuple[int, int, int, int]:
     """The range clamped to the tab's grid (reads)."""
     row1 = tab.rows if rng.row1 is None else min(rng.row1, tab.rows)
@@ -183,12 +207,16 @@ class StructureRequests:
         if book.tab(title) is not None:
             raise ApiFailure(400, f'A sheet with the name "{title}" already exists. Please enter another name.')
         grid = given.get("gridProperties") or {}
+        if given.get("sheetId") is not None and book.by_id(given["sheetId"]) is not None:
+            raise ApiFailure(400, f"A sheet with the id {given['sheetId']} already exists.")
+        sized: JsonDict = {"rowCount": grid.get("rowCount", 1000), "columnCount": grid.get("columnCount", 26)}
+        sized.update({k: grid[k] for k in ("frozenRowCount", "frozenColumnCount") if grid.get(k)})
         props = {
             "sheetId": given.get("sheetId") if given.get("sheetId") is not None else self._new_sheet_id(book),
             "title": title,
             "index": given.get("index") if given.get("index") is not None else len(book.tabs),
             "sheetType": given.get("sheetType") or "GRID",
-            "gridProperties": {"rowCount": grid.get("rowCount", 1000), "columnCount": grid.get("columnCount", 26)},
+            "gridProperties": sized,
         }
         for tab in book.tabs:
             if tab.properties["index"] >= props["index"]:
@@ -212,7 +240,9 @@ class StructureRequests:
         for tab in book.tabs:
             if tab.properties["index"] >= props["index"]:
                 tab.properties["index"] += 1
-        book.tabs.append(Tab(props, dict(source.cells), copy.deepcopy(source.validations)))
+        book.tabs.append(
+            Tab(props, dict(source.cells), copy.deepcopy(source.validations), formats=copy.deepcopy(source.formats))
+        )
         book.reindex()
         return {"duplicateSheet": {"properties": copy.deepcopy(props)}}
 
@@ -275,12 +305,80 @@ class StructureRequests:
         if not spec.get("fields"):
             raise ApiFailure(400, "At least one field must be updated, but 'fields' is empty.")
         fields = str(spec["fields"])
-        value = ((spec.get("cell") or {}).get("userEnteredValue") or {}) if "userEnteredValue" in fields else None
-        if value is not None:
-            stored = next(iter(value.values()), "") if value else ""
-            for r, c in cells:
-                tab.set(r, c, stored)
-        return {}  # formats are accepted and not rendered: values come back as formatted strings anyway
+        cell = spec.get("cell") or {}
+        for r, c in cells:
+            self._put_cell(tab, r, c, cell, fields)
+        return {}
+
+    @staticmethod
+    def _put_cell(tab: Tab, row: int, col: int, cell: JsonDict, fields: str) -> None:
+        """A CellData under a field mask: masked fields absent from ``cell`` are cleared, as Google does.
+        Formats are kept (not rendered: values come back as formatted strings anyway)."""
+        for path in _mask_paths(fields):
+            head, _, sub = path.partition(".")
+            if head == "*":
+                StructureRequests._put_cell(tab, row, col, cell, "userEnteredValue,userEnteredFormat")
+            elif head == "userEnteredValue":
+                value = cell.get("userEnteredValue") or {}
+                tab.set(row, col, next(iter(value.values()), "") if value else "")
+            elif head == "userEnteredFormat":
+                stored, given = tab.formats.setdefault((row, col), {}), cell.get("userEnteredFormat") or {}
+                *parents, leaf = sub.split(".") if sub else [""]
+                for name in parents:
+                    stored, given = stored.setdefault(name, {}), given.get(name) or {}
+                if not leaf:
+                    tab.formats[(row, col)] = copy.deepcopy(given)
+                elif leaf in given:
+                    stored[leaf] = copy.deepcopy(given[leaf])
+                else:
+                    stored.pop(leaf, None)
+            elif head not in _OTHER_CELL_FIELDS:
+                raise ApiFailure(400, f"Invalid field mask path: {path}")
+
+    def _req_updateCells(self, book: Book, spec: JsonDict) -> JsonDict:
+        if not spec.get("fields"):
+            raise ApiFailure(400, "At least one field must be updated, but 'fields' is empty.")
+        if ("start" in spec) == ("range" in spec):
+            raise ApiFailure(400, "Exactly one of start or range must be set.")
+        rows = spec.get("rows") or []
+        if "range" in spec:
+            tab, cells = self._cells(book, spec["range"])
+            area = set(cells)
+            row0 = min((r for r, _ in cells), default=0)
+            col0 = min((c for _, c in cells), default=0)
+        else:
+            start = spec["start"] or {}
+            tab = self._tab_of(book, start.get("sheetId"))
+            row0, col0 = int(start.get("rowIndex", 0)), int(start.get("columnIndex", 0))
+            width = max((len(r.get("values") or []) for r in rows), default=0)
+            if row0 + len(rows) > tab.rows or col0 + width > tab.cols:
+                raise ApiFailure(400, f"Range exceeds grid limits. Max rows: {tab.rows}, max columns: {tab.cols}")
+            area = {(row0 + r, col0 + c) for r in range(len(rows)) for c in range(width)}
+        for r, row in enumerate(rows):
+            for c, cell in enumerate(row.get("values") or []):
+                if (row0 + r, col0 + c) in area:
+                    self._put_cell(tab, row0 + r, col0 + c, cell or {}, str(spec["fields"]))
+        return {}
+
+    def _req_createDeveloperMetadata(self, book: Book, spec: JsonDict) -> JsonDict:
+        given = copy.deepcopy(spec.get("developerMetadata") or {})
+        if not given.get("metadataKey"):
+            raise ApiFailure(400, "Developer metadata must always have a key specified.")
+        if given.get("visibility") not in ("DOCUMENT", "PROJECT"):
+            raise ApiFailure(400, "Developer metadata must always have a visibility specified.")
+        location = given.get("location") or {}
+        if "sheetId" not in location:  # spreadsheet and row/column locations exist, and are not emulated
+            raise ApiFailure(400, "developerMetadata.location: only a sheetId location is emulated")
+        tab = self._tab_of(book, location["sheetId"])
+        taken = {m["metadataId"] for t in book.tabs for m in t.metadata}
+        metadata_id = given.get("metadataId")
+        if metadata_id is not None and (int(metadata_id) <= 0 or metadata_id in taken):
+            raise ApiFailure(400, f"Invalid metadataId: {metadata_id}")
+        while metadata_id is None or metadata_id in taken:
+            metadata_id = self._rng.randrange(1, 2**31 - 1)
+        given.update(metadataId=metadata_id, location={"locationType": "SHEET", "sheetId": tab.properties["sheetId"]})
+        tab.metadata.append(given)
+        return {"createDeveloperMetadata": {"developerMetadata": copy.deepcopy(given)}}
 
     def _req_addChart(self, book: Book, spec: JsonDict) -> JsonDict:
         chart = copy.deepcopy(spec.get("chart") or {})
@@ -291,3 +389,53 @@ class StructureRequests:
         chart.setdefault("chartId", self._new_sheet_id(book))
         tab.charts.append(chart)
         return {"addChart": {"chart": copy.deepcopy(chart)}}
+
+    def _chart(self, book: Book, chart_id: Any) -> tuple[Tab, JsonDict] | None:
+        for tab in book.tabs:
+            for chart in tab.charts:
+                if chart.get("chartId") == chart_id:
+                    return tab, chart
+        return None
+
+    def _req_updateChartSpec(self, book: Book, spec: JsonDict) -> JsonDict:
+        if not spec.get("spec"):
+            raise ApiFailure(400, "spec is required")
+        found = self._chart(book, spec.get("chartId"))
+        if found is None:
+            raise ApiFailure(400, f"No chart with id: {spec.get('chartId')}")
+        found[1]["spec"] = copy.deepcopy(spec["spec"])  # the whole spec is replaced, as documented
+        return {}
+
+    def _req_deleteEmbeddedObject(self, book: Book, spec: JsonDict) -> JsonDict:
+        found = self._chart(book, spec.get("objectId"))
+        if found is None:
+            raise ApiFailure(400, f"No embedded object with id: {spec.get('objectId')}")
+        found[0].charts.remove(found[1])
+        return {}
+
+    def _req_updateDeveloperMetadata(self, book: Book, spec: JsonDict) -> JsonDict:
+        fields = [f.strip() for f in str(spec.get("fields") or "").split(",") if f.strip()]
+        if not fields:
+            raise ApiFailure(400, "At least one field must be updated, but 'fields' is empty.")
+        if not set(fields) <= {"metadataKey", "metadataValue", "visibility"}:  # moving a location: not emulated
+            raise ApiFailure(400, f"Invalid field mask path: {','.join(fields)}")
+        filters = spec.get("dataFilters") or []
+        if not filters:
+            raise ApiFailure(400, "At least one data filter must be specified.")
+        given = spec.get("developerMetadata") or {}
+        matched: list[JsonDict] = []
+        for data_filter in filters:
+            lookup = (data_filter or {}).get("developerMetadataLookup")
+            if not isinstance(lookup, dict) or not lookup:
+                raise ApiFailure(400, "dataFilters: only a developerMetadataLookup is emulated")
+            sheet_id = ((lookup.get("metadataLocation") or {}) or {}).get("sheetId")
+            for tab in book.tabs:
+                for item in tab.metadata:
+                    wanted = [(k, lookup[k]) for k in ("metadataId", "metadataKey", "metadataValue") if k in lookup]
+                    located = sheet_id in (None, tab.properties["sheetId"])
+                    if located and all(item.get(k) == v for k, v in wanted) and item not in matched:
+                        matched.append(item)
+        for item in matched:
+            for name in fields:
+                item[name] = given.get(name)
+        return {"updateDeveloperMetadata": {"developerMetadata": copy.deepcopy(matched)}}

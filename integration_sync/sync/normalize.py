@@ -33,6 +33,8 @@ def normalize_phone(raw: Any, region: str = "RU") -> str | None:
     digits = re.sub(r"\D", "", text)
     if region in _TRUNK_8 and len(digits) == 11 and digits[0] == "8" and not text.startswith("+"):
         text = "+7" + digits[1:]
+    elif region == "UZ" and len(digits) == 10 and digits[0] == "8" and not text.startswith("+"):
+        text = "+998" + digits[1:]  # Uzbekistan's old trunk 8 before the 9-digit national number
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

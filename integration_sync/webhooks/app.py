@@ -51,14 +51,14 @@ from starlette.routing import BaseRoute, Route
 
 from integration_sync.connectors.redaction import register_secrets
 from integration_sync.lib.registry import ReceiverContext, plugins
-from integration_sync.webhooks.inbox import EventStatus, Inbox, InboxWriter, payment_key
+from integration_sync.webhooks.inbox import PAYMENT_SOURCE, EventStatus, Inbox, InboxWriter, payment_key
 from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
 from integration_sync.webhooks.settings import ReceiverSettings
 
 logger = logging.getLogger(__name__)
 
-SOURCE = "platform_payment"
+SOURCE = PAYMENT_SOURCE
 
 
 class _Reject(Exception):
@@ -146,6 +146,8 @@ def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
     """`POST /webhook/payment`, registered by the payments flow (see the module docstring)."""
     settings: ReceiverSettings = context.app_state.settings
     writer: InboxWriter = context.app_state.writer
+    if not settings.secret.get_secret_value():
+        return []  # the payments flow is not configured on this receiver: no route, a 404
 
     async def payment(request: Request) -> Response:
         started = time.monotonic()
@@ -194,7 +196,7 @@ def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
 def create_app(settings: ReceiverSettings) -> Starlette:
     """The receiver app: `/webhook/health` and every flow's routes (`FlowPlugin.routes`); its inbox is
     ``app.state.inbox``."""
-    register_secrets(settings.secret.get_secret_value())
+    register_secrets(*(v for v in (settings.secret.get_secret_value(), os.environ.get("SHEETS_WEBHOOK_SECRET")) if v))
     inbox = Inbox(settings.inbox_path)
     writer = InboxWriter(inbox)
 

@@ -16,7 +16,7 @@ import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 EventStatus = Literal["accepted", "skipped"]
+PAYMENT_SOURCE = "platform_payment"  # the payments route's events (other flows' routes have their own)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,6 +51,11 @@ _UPSERT = (
     " RETURNING id, redeliveries"
 )
 Row = tuple[str, str, str, str, str, str | None, str]
+
+
+def _of(sources: Sequence[str] | None) -> str:
+    """A filter on the event's source, with one placeholder per source (never values in the SQL)."""
+    return f" AND source IN ({', '.join('?' for _ in sources)})" if sources else ""
 
 
 def _key_part(text: str) -> str:
@@ -172,29 +178,46 @@ class Inbox:
             row = conn.execute("SELECT value FROM meta WHERE key = 'inbox_id'").fetchone()
         return str(row[0])
 
-    def ids_after(self, cursor_id: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
-        """(id, event_date) of events with ``id > cursor_id`` in id order: a sensor's light read."""
+    def ids_after(
+        self, cursor_id: int = 0, limit: int = 1000, *, sources: Sequence[str] | None = None
+    ) -> list[tuple[int, str]]:
+        """(id, event_date) of events with ``id > cursor_id`` in id order (of `sources` when given: the
+        inbox is shared by every flow's routes): a sensor's light read."""
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT id, event_date FROM events WHERE id > ? ORDER BY id LIMIT ?", (cursor_id, limit)
+                f"SELECT id, event_date FROM events WHERE id > ?{_of(sources)} ORDER BY id LIMIT ?",  # noqa: S608
+                (cursor_id, *(sources or ()), limit),
             ).fetchall()
         return [(int(row[0]), str(row[1])) for row in rows]
 
-    def read_dates(self, first: str, last: str, *, before: str | None = None, after: str | None = None) -> list[Event]:
+    def read_dates(
+        self,
+        first: str,
+        last: str,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[Event]:
         """Events whose event_date is in first..last (ISO dates), plus those dated before `before` or
-        after `after` when given (a partition range's edges take the out-of-range dates)."""
+        after `after` when given (a partition range's edges take the out-of-range dates); of `sources`
+        when given."""
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE event_date BETWEEN ? AND ?"  # noqa: S608
-                " OR (? IS NOT NULL AND event_date < ?) OR (? IS NOT NULL AND event_date > ?) ORDER BY id",
-                (first, last, before, before, after, after),
+                f"SELECT {_COLUMNS} FROM events WHERE (event_date BETWEEN ? AND ?"  # noqa: S608
+                f" OR (? IS NOT NULL AND event_date < ?) OR (? IS NOT NULL AND event_date > ?)){_of(sources)}"
+                " ORDER BY id",
+                (first, last, before, before, after, after, *(sources or ())),
             ).fetchall()
         return [Event(*row) for row in rows]
 
-    def keys_until(self, last_id: int) -> list[tuple[int, str]]:
-        """(id, event_key) of every event with ``id <= last_id``."""
+    def keys_until(self, last_id: int, *, sources: Sequence[str] | None = None) -> list[tuple[int, str]]:
+        """(id, event_key) of every event with ``id <= last_id`` (of `sources` when given)."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT id, event_key FROM events WHERE id <= ? ORDER BY id", (last_id,)).fetchall()
+            rows = conn.execute(
+                f"SELECT id, event_key FROM events WHERE id <= ?{_of(sources)} ORDER BY id",  # noqa: S608
+                (last_id, *(sources or ())),
+            ).fetchall()
         return [(int(row[0]), str(row[1])) for row in rows]
 
     def get(self, event_key: str) -> Event | None:

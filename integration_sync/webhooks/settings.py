@@ -65,8 +65,8 @@ class ReceiverSettings(BaseModel):
     @field_validator("secret")
     @classmethod
     def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("the webhook secret must not be empty")
+        if value.get_secret_value() and not value.get_secret_value().strip():
+            raise ValueError("the webhook secret must not be blank")
         return value
 
     @field_validator("excluded_statuses")
@@ -96,8 +96,15 @@ class ReceiverSettings(BaseModel):
         """Settings from ``env`` (default ``os.environ``); raises if the secret is missing or a
         numeric variable is not a number (the message names the variable)."""
         env = os.environ if env is None else env
-        if not (env.get("PLATFORM_WEBHOOK_SECRET") or "").strip():
-            raise ValueError("PLATFORM_WEBHOOK_SECRET is not set (the HMAC key shared with the platform)")
+        from integration_sync.lib.registry import plugins
+
+        receiver_vars = tuple(dict.fromkeys(name for flow in plugins() for name in flow.receiver_vars))
+        if not any((env.get(name) or "").strip() for name in receiver_vars):
+            # nothing to receive: name the first (the payments HMAC key), as before other flows had hooks
+            raise ValueError(
+                "PLATFORM_WEBHOOK_SECRET is not set (the HMAC key shared with the platform)"
+                f" — nor any other receiver secret ({', '.join(receiver_vars)})"
+            )
         statuses = (env.get("WEBHOOK_EXCLUDED_STATUSES") or "").strip()
         return cls(
             secret=SecretStr(env.get("PLATFORM_WEBHOOK_SECRET", "")),

@@ -12,10 +12,12 @@ import httpx
 import pytest
 
 from integration_sync.sandbox.amocrm_schema import amocrm_env
+from integration_sync.sandbox.amocrm_seller import seller_env
 from integration_sync.sandbox.bitrix24 import normalize_phone, substitute_refs
 from integration_sync.sandbox.core import Clock, LeakyBucket, parse_php_query
 from integration_sync.sandbox.env import sandbox_env
 from integration_sync.sandbox.server import SandboxConfig, SandboxServer
+from integration_sync.sandbox.sheets import sheets_env
 from integration_sync.sandbox.telegram import alerts_env
 
 HOOK = "/bitrix24/rest/1/sandboxb24webhookcode/"
@@ -173,8 +175,13 @@ def test_sandbox_env_points_connectors_at_the_sandbox(server: SandboxServer, cli
         "WEBHOOK_URL": "http://127.0.0.1:8001/webhook/payment",
         **amocrm_env(server.base_url),  # values checked in test_amocrm_emulator.py
         **alerts_env(server.base_url),  # values checked in alerts/test_channels.py
+        **seller_env(server.base_url),  # the Sheets seller's amoCRM account: test_seller_account.py
+        **sheets_env(server.base_url),  # test_sheets_emulator.py
+        "SHEETS_WEBHOOK_SECRET": "sandbox-amocrm-hook-path-secret",
+        "SHEETS_WEBHOOK_BASE_URL": "http://127.0.0.1:8001",
     }
     assert sandbox_env(server.base_url, "http://h:9")["WEBHOOK_URL"] == "http://h:9/webhook/payment"
+    assert sandbox_env(server.base_url, "http://h:9")["SHEETS_WEBHOOK_BASE_URL"] == "http://h:9"
     assert abcp_get(client, server.base_url).status_code == 200
     stages = httpx.post(
         env["B24_WEBHOOK_URL"] + "crm.dealcategory.stage.list", json={"id": env["B24_DEAL_CATEGORY_ID_USERS"]}

@@ -28,7 +28,7 @@ from integration_sync.lib.push import OpenedDestination, Push, PushContext, part
 from integration_sync.sync.engine import Desired
 from integration_sync.sync.warehouse import Warehouse
 from integration_sync.targets.amocrm_contacts import AmoContactIndex
-from integration_sync.webhooks.inbox import Inbox
+from integration_sync.webhooks.inbox import PAYMENT_SOURCE, Inbox
 from integration_sync.webhooks.models import PaymentWebhook
 
 GROUP = "payments_amocrm"
@@ -90,6 +90,7 @@ def payment_events(
         last.isoformat(),
         before=first.isoformat() if first <= lowest else None,
         after=last.isoformat() if last >= highest else None,
+        sources=(PAYMENT_SOURCE,),
     )
     partition_of = {e.id: partition_day(e.event_date, first, last) for e in events}
     store = warehouse.warehouse()

@@ -15,7 +15,7 @@ from integration_sync.defs.payments_amocrm.assets import GROUP, LEADS_KEY, mosco
 from integration_sync.defs.runs import WAITING
 from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
 from integration_sync.lib.push import push_tags
-from integration_sync.webhooks.inbox import Inbox
+from integration_sync.webhooks.inbox import PAYMENT_SOURCE, Inbox
 from integration_sync.webhooks.settings import inbox_path_from_env
 
 MOSCOW_TZ = "Europe/Moscow"
@@ -68,7 +68,7 @@ def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     identity = inbox.identity()
     seen_inbox, _, seen_id = (context.cursor or "").rpartition(":")
     cursor = int(seen_id) if seen_inbox == identity and seen_id.isdigit() else 0  # a new inbox: from its start
-    rows = inbox.ids_after(cursor, SENSOR_BATCH)
+    rows = inbox.ids_after(cursor, SENSOR_BATCH, sources=(PAYMENT_SOURCE,))
     if not rows:
         return dg.SensorResult(skip_reason="no new payments", cursor=f"{identity}:{cursor}")
     first, last = partition_bounds()

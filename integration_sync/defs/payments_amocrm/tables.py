@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from integration_sync.defs.payments_amocrm.mapping import PaymentFacts
 from integration_sync.sync.bulk import insert_rows
 from integration_sync.sync.warehouse import Migration, Warehouse
-from integration_sync.webhooks.inbox import Event, Inbox, payment_of_key
+from integration_sync.webhooks.inbox import PAYMENT_SOURCE, Event, Inbox, payment_of_key
 from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
 
@@ -517,7 +517,11 @@ def inbox_keys_missing_from_log(warehouse: Warehouse, inbox: Inbox) -> list[str]
         unreadable = {
             str(r[0]) for r in conn.execute("SELECT record_key FROM ingest_rejects WHERE flow = ?", [FLOW]).fetchall()
         }
-    return [key for _, key in inbox.keys_until(newest) if payment_of(key) not in loaded and key not in unreadable]
+    return [
+        key
+        for _, key in inbox.keys_until(newest, sources=(PAYMENT_SOURCE,))
+        if payment_of(key) not in loaded and key not in unreadable
+    ]
 
 
 def payment_of(event_key: str) -> str:

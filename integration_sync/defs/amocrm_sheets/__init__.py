@@ -1,0 +1,1 @@
+"""amoCRM leads ↔ Google Sheets (the fourth seed)."""
