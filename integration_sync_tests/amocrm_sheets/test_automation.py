@@ -85,3 +85,15 @@ def test_the_initial_sync_is_launched_once_per_range(sandbox_env: dict[str, str]
         assert isinstance(again, dg.SkipReason)
     with environment({**env, "INITIAL_SYNC_DATE_FROM": ""}):
         assert isinstance(_tick(initial_sync, None), dg.SkipReason)
+
+
+def test_a_wrong_setting_skips_the_sensors_naming_it(sandbox_env: dict[str, str], data_dir: Path) -> None:
+    env = flow_env(sandbox_env, data_dir, SHEET_ROTATION_INTERVAL="weekly")
+    with environment(env):
+        for sensor in (sheet_edits, amocrm_lead_poll, initial_sync):
+            result = _tick(sensor, None)
+            assert isinstance(result, dg.SkipReason) and "SHEET_ROTATION_INTERVAL" in (result.skip_message or "")
+    env = flow_env(sandbox_env, data_dir, GOOGLE_SHEETS_API_URL="", GOOGLE_SERVICE_ACCOUNT_FILE="missing.json")
+    with environment(env):
+        result = _tick(sheet_edits, None)
+        assert isinstance(result, dg.SkipReason) and "GOOGLE_SERVICE_ACCOUNT_FILE" in (result.skip_message or "")

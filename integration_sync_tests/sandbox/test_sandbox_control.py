@@ -6,6 +6,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -179,6 +180,7 @@ def test_sandbox_env_points_connectors_at_the_sandbox(server: SandboxServer, cli
         **sheets_env(server.base_url),  # test_sheets_emulator.py
         "SHEETS_WEBHOOK_SECRET": "sandbox-amocrm-hook-path-secret",
         "SHEETS_WEBHOOK_BASE_URL": "http://127.0.0.1:8001",
+        "INITIAL_SYNC_DATE_FROM": (datetime.now(UTC).date() - timedelta(days=30)).isoformat(),
     }
     assert sandbox_env(server.base_url, "http://h:9")["WEBHOOK_URL"] == "http://h:9/webhook/payment"
     assert sandbox_env(server.base_url, "http://h:9")["SHEETS_WEBHOOK_BASE_URL"] == "http://h:9"

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from integration_sync.connectors.errors import IntegrationError
+from integration_sync.connectors.errors import ConfigError, IntegrationError
 from integration_sync.defs.amocrm_sheets.amo_source import load_account_map, updated_since
 from integration_sync.defs.amocrm_sheets.assets import (
     GROUP,
@@ -82,6 +82,14 @@ sheets_push_job = flow_job(
 )
 
 
+def _settings() -> SheetsSettings | dg.SkipReason:
+    """The flow's settings, or a skip naming the wrong variable (the doctor names it too)."""
+    try:
+        return SheetsSettings.from_env(os.environ)
+    except ConfigError as exc:
+        return dg.SkipReason(f"a setting is wrong: {exc.message}")
+
+
 def _waiting(context: dg.SensorEvaluationContext, job: str) -> set[str]:
     records = context.instance.get_run_records(dg.RunsFilter(job_name=job, statuses=WAITING), limit=100)
     return {r.dagster_run.tags.get("dagster/partition", "") for r in records}
@@ -133,7 +141,9 @@ def amocrm_lead_poll(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     unready = not_ready(GROUP)
     if unready is not None:
         return unready
-    settings = SheetsSettings.from_env(os.environ)
+    settings = _settings()
+    if isinstance(settings, dg.SkipReason):
+        return settings
     now = int(time.time())
     cursor = context.cursor or ""
     since = int(cursor) - 60 if cursor.isdigit() else now - 3600
@@ -167,11 +177,13 @@ def sheet_edits(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Ski
         return dg.SkipReason("a sheets_push_job run is queued or running")
     raw = context.cursor or ""
     state = json.loads(raw) if raw.startswith("{") else {}
-    settings = SheetsSettings.from_env(os.environ)
+    settings = _settings()
+    if isinstance(settings, dg.SkipReason):
+        return settings
     access = SheetAccess.from_env(os.environ)
-    client = access.client()
     tabs = [TabInfo(*t) for t in state.get("tabs", [])]
     try:
+        client = access.client()
         if not tabs or time.time() - float(state.get("tabs_at", 0)) > TABS_MAX_AGE_S:
             tabs, state["tabs_at"] = list_tabs(client, access.sheet_id, settings), time.time()
         try:
@@ -197,7 +209,9 @@ def initial_sync(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Sk
     unready = not_ready(GROUP)
     if unready is not None:
         return unready
-    settings = SheetsSettings.from_env(os.environ)
+    settings = _settings()
+    if isinstance(settings, dg.SkipReason):
+        return settings
     if settings.initial_sync_from is None:
         return dg.SkipReason("INITIAL_SYNC_DATE_FROM is not set")
     first, last = partition_bounds()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from integration_sync.defs.amocrm_sheets import preflight
@@ -14,6 +15,8 @@ from integration_sync.lib.registry import FlowPlugin, ReceiverContext
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
+
+SANDBOX_SYNC_DAYS = 30
 
 
 def routes(context: ReceiverContext) -> Sequence[BaseRoute]:
@@ -31,6 +34,8 @@ def sandbox_env(sandbox_url: str, receiver_url: str) -> dict[str, str]:
         **sheets_env(sandbox_url),
         "SHEETS_WEBHOOK_SECRET": "sandbox-amocrm-hook-path-secret",
         "SHEETS_WEBHOOK_BASE_URL": receiver_url,
+        # `make run` shows the flow at work: the initial sync fills the sheet from the last month's leads
+        "INITIAL_SYNC_DATE_FROM": (datetime.now(UTC).date() - timedelta(days=SANDBOX_SYNC_DAYS)).isoformat(),
     }
 
 
