@@ -122,8 +122,10 @@ def add_operator_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> dict[str, argparse._SubParsersAction[argparse.ArgumentParser]]:
     """The operator commands; returns the command groups flows may add to (`amocrm`)."""
-    inspect = sub.add_parser("inspect", help="what an amoCRM or Bitrix24 account holds (ids to put in .env)")
-    inspect.add_argument("system", choices=("amocrm", "bitrix24"))
+    inspect = sub.add_parser(
+        "inspect", help="what an amoCRM or Bitrix24 account (ids to put in .env) or the seller's sheet holds"
+    )
+    inspect.add_argument("system", choices=("amocrm", "bitrix24", "sheets"))
     inspect.add_argument("--flow", help="that flow's account ({PREFIX}AMO_* / {PREFIX}B24_*); default: the shared one")
     inspect.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     inspect.add_argument("--project-dir", default=".", help="where .env is read from")

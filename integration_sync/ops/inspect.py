@@ -1,6 +1,7 @@
-"""`integration-sync inspect amocrm|bitrix24`: what an account holds that `.env` names (the seeds'
+"""`integration-sync inspect amocrm|bitrix24|sheets`: what an account holds that `.env` names (the seeds'
 `inspect_amo.py`): amoCRM pipelines with statuses, lead and contact custom fields with enums, catalogs
-and a few leads; Bitrix24 deal categories, their stages and deal UF fields. Read-only."""
+and a few leads; Bitrix24 deal categories, their stages and deal UF fields; the seller's sheet
+(`inspect_sheets.py`). Read-only."""
 
 from __future__ import annotations
 
@@ -211,6 +212,10 @@ def render_bitrix24(report: dict[str, Any]) -> str:
 
 
 def run(system: str, flow: str | None, as_json: bool) -> str:
+    if system == "sheets":
+        from integration_sync.ops import inspect_sheets
+
+        return inspect_sheets.run(os.environ, as_json)
     report = amocrm_report(flow) if system == "amocrm" else bitrix24_report(flow)
     if as_json:
         return json.dumps(report, ensure_ascii=False, indent=2)

@@ -97,3 +97,26 @@ def test_a_wrong_setting_skips_the_sensors_naming_it(sandbox_env: dict[str, str]
     with environment(env):
         result = _tick(sheet_edits, None)
         assert isinstance(result, dg.SkipReason) and "GOOGLE_SERVICE_ACCOUNT_FILE" in (result.skip_message or "")
+
+
+def test_our_own_writes_launch_no_run_but_an_edit_read_by_our_push_does(
+    sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
+) -> None:
+    env = flow_env(sandbox_env, data_dir)
+    run(env, AMO_TO_SHEET)
+    rows = cells(control)
+    first, second = int(rows[1][0]), int(rows[2][0])
+    with environment(env):
+        seen = _tick(sheet_edits, None)
+        assert isinstance(seen, dg.SensorResult)
+        control.post(f"/_sandbox/amocrm-seller/leads/{first}/status", json={"status_id": 142}).raise_for_status()
+        run(env, AMO_TO_SHEET, days=40)  # writes «Успешно» into the row: our own write
+        assert cells(control)[row_of(cells(control), first) - 1][layout.col(layout.STATUS)] == layout.SUCCESS
+        ours = _tick(sheet_edits, seen.cursor)
+        assert isinstance(ours, dg.SensorResult) and not ours.run_requests
+        # an operator's edit that our next push happens to read first is still an edit for the poll
+        edit(control, cell=f"{layout.letter(layout.ORDER_NO)}{row_of(rows, second)}", value="Z-5")
+        control.post(f"/_sandbox/amocrm-seller/leads/{first}/status", json={"status_id": 143}).raise_for_status()
+        run(env, AMO_TO_SHEET, days=40)
+        theirs = _tick(sheet_edits, ours.cursor)
+        assert isinstance(theirs, dg.SensorResult) and len(theirs.run_requests or []) == 1

@@ -5,7 +5,9 @@ test kills the run process during the hold, so the kill lands exactly after that
 - amoCRM → sheet: the rows' `values:append` applied, the run dead before it heard so: the rerun finds
   the rows by lead id and settles them (one row per lead);
 - sheet → amoCRM: the `PATCH /leads` applied (order numbers in, leads moved): the rerun sees amoCRM
-  holds them and moves nothing again.
+  holds them and moves nothing again;
+- sheet → amoCRM killed while its leads were re-read, before the PATCH: the edits are in flight but not
+  applied, and the rerun must apply them (an edit's lead always exists, so finding it proves nothing).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def _fired(control: httpx.Client, service: str) -> int:
     return int((state.get("commit_then_drop") or {}).get("fired", 0))
 
 
-def _kill_at_held_write(control: httpx.Client, env: dict[str, str], service: str, fault: dict[str, Any], job: str) -> None:
+def _kill_at_held_write(
+    control: httpx.Client, env: dict[str, str], service: str, fault: dict[str, Any], job: str
+) -> None:
     """Run `job` in a child process and SIGKILL it while the emulator holds the chosen write's answer."""
     control.post("/_sandbox/faults", json={service: {"commit_then_drop": fault}}).raise_for_status()
     child = subprocess.Popen(

@@ -50,8 +50,10 @@ class AmoLeadDestination:
         self.counts[name] = self.counts.get(name, 0) + 1
 
     def resolve(self, changes: Sequence[Change]) -> dict[str, dict[str, str]]:
-        """Every edit is of an existing lead: its id is the key (a deleted one is rejected at push)."""
-        return {c.key: {LEAD: c.key} for c in changes}
+        """Nothing to look up: an edit's lead always exists, so finding it says nothing about whether
+        the edit was applied. Edits left in flight by a killed run are pushed again; `_decide` sees in
+        amoCRM what is applied already and writes only the rest."""
+        return {}
 
     def push(self, changes: Sequence[Change]) -> list[Outcome]:
         leads = {lead.id: lead for lead in self.client.get_leads([int(c.key) for c in changes], with_contacts=False)}
@@ -94,6 +96,8 @@ class AmoLeadDestination:
             if not base:
                 choice = None
                 notes.append("the row was never written by the flow: its status is not acted on")
+            elif target_status(OperatorEdit(choice=choice), pipeline, stage, self.settings) == status_id:
+                choice = None  # amoCRM is there already (a run killed before it heard so): no conflict
             elif shown != base:
                 choice = None
                 self._count("conflicts_amocrm_won")

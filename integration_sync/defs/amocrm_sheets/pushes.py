@@ -110,12 +110,19 @@ def _rows_destination(ctx: PushContext, client: Any) -> OpenedDestination:
         client, access.sheet_id, ctx.scratch["snapshot"], reread=lambda: read_all(client, access.sheet_id, settings)
     )
     destination.requests = 2  # the tab list and the batchGet of `_rows_desired`
+    ctx.scratch["sheet_destination"] = destination
     return OpenedDestination(destination, counts=lambda: dict(destination.counts))
 
 
 def _rows_after(ctx: PushContext) -> dict[str, Any]:
     from integration_sync.sync.engine import SyncEngine
 
+    destination: SheetDestination | None = ctx.scratch.get("sheet_destination")
+    if destination is not None and destination.writes and destination.read_fingerprint:
+        # the poll will see our writes; it must not take them for an operator's edit
+        ctx.resources.google_sheet.access().record_our_writes(
+            destination.read_fingerprint, destination.snapshot.fingerprint()
+        )
     conflicts = ctx.scratch.get("conflicts", {})
     logged = SyncEngine(ctx.store, flow=FLOW, entity=ROWS_ENTITY, run_id=ctx.run_id, dry_run=ctx.config.dry_run)
     return {"conflicts": logged.record_conflicts(conflicts), "edits_held": ctx.scratch.get("held_edits", 0)}

@@ -9,6 +9,7 @@ so a run, the poll sensor and an operator command never add up past Google's 60 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -72,6 +73,26 @@ class SheetAccess:
             write_limiter=sheets_limiter("write", state_path=str(state / f"sheets-{user}-write.json")),
             policy=policy,
         )
+
+    def _written_path(self) -> Path:
+        sheet = hashlib.sha256(self.sheet_id.encode()).hexdigest()[:12]
+        return Path(self.state_dir) / f"sheets-{sheet}-our-writes.json"
+
+    def record_our_writes(self, before: str, after: str) -> None:
+        """The sheet's fingerprint as our push read it and as its writes left it: the poll takes a change
+        from exactly `before` to `after` for our own writes, not an operator's edit."""
+        path = self._written_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"before": before, "after": after}))
+        tmp.replace(path)
+
+    def our_writes(self) -> tuple[str, str] | None:
+        try:
+            data = json.loads(self._written_path().read_text())
+            return str(data["before"]), str(data["after"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def spreadsheet(self) -> gspread.Spreadsheet:
         """The spreadsheet, opened by key (gspread reads its metadata: one read request)."""

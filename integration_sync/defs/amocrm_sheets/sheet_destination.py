@@ -50,6 +50,11 @@ class SheetDestination:
     requests: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     _fresh: bool = True
+    writes: int = 0
+    read_fingerprint: str | None = None  # the sheet as read before our writes (None once read again)
+
+    def __post_init__(self) -> None:
+        self.read_fingerprint = self.snapshot.fingerprint()
 
     def requests_used(self) -> int:
         return self.requests
@@ -65,6 +70,7 @@ class SheetDestination:
         if not self._fresh:  # a lost answer, or a second chunk after writes: look again
             self.snapshot = self.reread()
             self.requests += 1
+            self.read_fingerprint = None
         self._fresh = False
         rows = self._rows()
         found: dict[str, dict[str, str]] = {}
@@ -109,11 +115,15 @@ class SheetDestination:
             if change.payload.get("status_write") and row.cell(layout.STATUS) != status:
                 data.append({"range": f"{tab}!{layout.STATUS_LETTER}{row.row_number}", "values": [[status]]})
                 self._count("statuses_written")
+                written = list(row.cells)
+                written[layout.col(layout.STATUS)] = status
+                self._replace(row, tuple(written))
             outcomes.append(Outcome(change.key, "succeeded", "update", {ROW: str(row.tab_id)}))
         if data:
             with sheets_errors(write=False):  # values.batchUpdate writes the same cells again: safe to retry
                 self.client.http_client.values_batch_update(self.sheet_id, {"valueInputOption": "RAW", "data": data})
             self.requests += 1
+            self.writes += 1
         return outcomes
 
     def _append(self, appends: Sequence[Change]) -> list[Outcome]:
@@ -139,12 +149,18 @@ class SheetDestination:
                 body={"majorDimension": "ROWS", "values": values},
             )
         self.requests += 1
+        self.writes += 1
         self._count("rows_appended", len(appends))
         first = _first_row(answer) + (1 if header_missing else 0)
         for offset, change in enumerate(appends):
             cells = tuple(layout.pad(values[offset + (1 if header_missing else 0)]))
             self.snapshot.rows.append(SheetRow(active.id, active.title, first + offset, int(change.key), cells))
         return [Outcome(c.key, "succeeded", "create", {ROW: str(active.id)}) for c in appends]
+
+    def _replace(self, row: SheetRow, cells: tuple[str, ...]) -> None:
+        """Keep the in-memory sheet as our writes left it (its fingerprint tells the poll our own writes)."""
+        at = self.snapshot.rows.index(row)
+        self.snapshot.rows[at] = SheetRow(row.tab_id, row.tab_title, row.row_number, row.lead_id, cells)
 
     def _has_header(self, tab_id: int) -> bool:
         return tab_id not in self.snapshot.empty_tabs

@@ -128,9 +128,12 @@ class SheetSnapshot:
     def fingerprint(self) -> str:
         """What the poll compares: lead ids, status and «Заказ №» of every usable row, and Staff."""
         digest = hashlib.sha256()
-        for row in self.rows:
-            if row.tab_id not in self.broken_tabs:
-                digest.update(json.dumps([row.lead_id, row.cell(layout.STATUS), row.cell(layout.ORDER_NO)]).encode())
+        cells = sorted(
+            (row.tab_id, row.lead_id or 0, row.cell(layout.STATUS), row.cell(layout.ORDER_NO))
+            for row in self.rows
+            if row.tab_id not in self.broken_tabs
+        )  # order-free: a sort in the sheet, or our append's place, changes nothing an operator did
+        digest.update(json.dumps(cells, ensure_ascii=False).encode())
         digest.update(json.dumps(self.staff_rows, ensure_ascii=False).encode())
         digest.update(json.dumps(sorted(self.broken_tabs)).encode())
         return digest.hexdigest()
