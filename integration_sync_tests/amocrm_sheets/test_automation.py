@@ -112,6 +112,8 @@ def test_our_own_writes_launch_no_run_but_an_edit_read_by_our_push_does(
         control.post(f"/_sandbox/amocrm-seller/leads/{first}/status", json={"status_id": 142}).raise_for_status()
         run(env, AMO_TO_SHEET, days=40)  # writes «Успешно» into the row: our own write
         assert cells(control)[row_of(cells(control), first) - 1][layout.col(layout.STATUS)] == layout.SUCCESS
+        control.post(f"/_sandbox/amocrm-seller/leads/{second}/status", json={"status_id": 143}).raise_for_status()
+        run(env, AMO_TO_SHEET, days=40)  # a second push of ours before the poll looks again
         ours = _tick(sheet_edits, seen.cursor)
         assert isinstance(ours, dg.SensorResult) and not ours.run_requests
         # an operator's edit that our next push happens to read first is still an edit for the poll

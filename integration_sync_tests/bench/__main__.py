@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from integration_sync_tests.bench import abcp_bitrix24, kaspi_amocrm, payments_amocrm
+from integration_sync_tests.bench import abcp_bitrix24, amocrm_sheets, kaspi_amocrm, payments_amocrm
 from integration_sync_tests.bench.results import Result, report
 
 
@@ -16,7 +16,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller volumes, for trying the harness")
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument(
-        "--only", choices=["abcp_bitrix24", "kaspi_amocrm", "payments_amocrm"], help="run one flow's benchmarks"
+        "--only",
+        choices=["abcp_bitrix24", "kaspi_amocrm", "payments_amocrm", "amocrm_sheets"],
+        help="run one flow's benchmarks",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -28,16 +30,20 @@ def main() -> int:
         results += abcp_bitrix24.push_benchmarks() + abcp_bitrix24.ingest_benchmarks()
     elif args.only == "payments_amocrm":
         results += payments_amocrm.payments_benchmarks(quick=args.quick)
+    elif args.only == "amocrm_sheets":
+        results += amocrm_sheets.sheets_benchmarks(quick=args.quick)
     elif args.quick:
         results += abcp_bitrix24.push_benchmarks(users=500, changed=100)
         results += abcp_bitrix24.ingest_benchmarks(count=50_000, baseline_count=2_000)
         results += kaspi_amocrm.push_benchmarks(orders=200, days=2)
         results += payments_amocrm.payments_benchmarks(quick=True)
+        results += amocrm_sheets.sheets_benchmarks(quick=True)
     else:
         results += abcp_bitrix24.push_benchmarks()
         results += abcp_bitrix24.ingest_benchmarks()
         results += kaspi_amocrm.push_benchmarks()
         results += payments_amocrm.payments_benchmarks(quick=False)
+        results += amocrm_sheets.sheets_benchmarks(quick=False)
     ok = report(results, Path(args.output))
     return 0 if ok else 1
 

@@ -196,8 +196,8 @@ def sheet_edits(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Ski
     state["tabs"] = [[t.id, t.title, t.role, t.period] for t in tabs]
     fingerprint = snapshot.fingerprint()
     changed = fingerprint != state.get("fingerprint")
-    if changed and access.our_writes() == (state.get("fingerprint"), fingerprint):
-        changed = False  # exactly what our last push wrote, over what this poll had seen: no edit
+    if changed and access.only_our_writes(state.get("fingerprint"), fingerprint):
+        changed = False  # exactly what our pushes wrote, over what this poll had seen: no edit
     state["fingerprint"] = fingerprint
     cursor = json.dumps(state, ensure_ascii=False)
     if not changed:

@@ -25,6 +25,7 @@ from integration_sync.connectors.sheets import sheets_client, sheets_limiter
 from integration_sync.defs.amocrm_sheets.settings import SheetsSettings
 from integration_sync.defs.resources import data_dir, env_str
 
+WRITES_KEPT = 50
 SHEETS_POLICY = HttpPolicy(timeout=30.0, connect_timeout=10.0, max_attempts=5, backoff_base=2.0, backoff_max=40.0)
 
 
@@ -79,20 +80,37 @@ class SheetAccess:
         return Path(self.state_dir) / f"sheets-{sheet}-our-writes.json"
 
     def record_our_writes(self, before: str, after: str) -> None:
-        """The sheet's fingerprint as our push read it and as its writes left it: the poll takes a change
-        from exactly `before` to `after` for our own writes, not an operator's edit."""
+        """The sheet's fingerprint as our push read it and as its writes left it. The last pushes' pairs
+        are kept (pushes of the flow never overlap: they share a pool), so the poll can follow a chain of
+        our own writes from what it saw last to what it sees now."""
         path = self._written_path()
         path.parent.mkdir(parents=True, exist_ok=True)
+        chain = [*self._our_writes(), [before, after]][-WRITES_KEPT:]
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"before": before, "after": after}))
+        tmp.write_text(json.dumps(chain))
         tmp.replace(path)
 
-    def our_writes(self) -> tuple[str, str] | None:
+    def _our_writes(self) -> list[list[str]]:
         try:
             data = json.loads(self._written_path().read_text())
-            return str(data["before"]), str(data["after"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        except (OSError, ValueError):
+            return []
+        return (
+            [[str(p[0]), str(p[1])] for p in data if isinstance(p, list) and len(p) == 2]
+            if isinstance(data, list)
+            else []
+        )
+
+    def only_our_writes(self, seen: str | None, now: str) -> bool:
+        """Whether the sheet went from `seen` (the poll's last fingerprint) to `now` through our own
+        writes alone: each step of the way is a push's (before, after)."""
+        if not seen:
+            return False
+        steps = dict(self._our_writes())
+        at, hops = seen, 0
+        while at != now and at in steps and hops <= WRITES_KEPT:
+            at, hops = steps[at], hops + 1
+        return at == now and hops > 0
 
     def spreadsheet(self) -> gspread.Spreadsheet:
         """The spreadsheet, opened by key (gspread reads its metadata: one read request)."""
