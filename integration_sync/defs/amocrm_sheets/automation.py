@@ -236,7 +236,7 @@ def initial_sync(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Sk
 )
 @skip_while_running(GROUP)
 def sheets_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every 30 minutes: the sheet read again, failed edits and rows retried, rows repaired."""
+    """Every 30 minutes: the sheet read again, failed edits and rows retried."""
     return dg.RunRequest(run_key=f"reconcile@{context.scheduled_execution_time:%Y-%m-%dT%H:%M}")
 
 
