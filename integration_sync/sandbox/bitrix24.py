@@ -30,7 +30,9 @@ answering ``{"categories": [...]}`` with ``total``/``next`` beside it. The fault
 inside an HTTP 200 batch (``result_error``); the fault state reports how many ``fired``.
 
 The schema lives in ``bitrix24_schema``, parameters, filters and tables in ``bitrix24_query``, the
-read-only portal methods in ``bitrix24_methods``.
+read-only portal methods in ``bitrix24_methods``, deals and their stage history in ``bitrix24_history``,
+the catalog and product rows in ``bitrix24_products``. This class is the ABCP dealer's portal; another
+portal subclasses it with its own identity, pipelines and volume keys (``bitrix24_shop``).
 
 Unconfirmed (marked where used): the nested-batch error code, ``crm.deal.update`` with a foreign
 STAGE_ID (ignored here), a deal CONTACT_ID that is not an existing contact (dropped here), phone
@@ -51,8 +53,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from integration_sync.sandbox.bitrix24_history import DealMethods, new_history
 from integration_sync.sandbox.bitrix24_methods import PortalMethods
-from integration_sync.sandbox.bitrix24_products import ProductRowMethods
+from integration_sync.sandbox.bitrix24_products import ProductMethods, ProductRowMethods, new_products
 from integration_sync.sandbox.bitrix24_query import (
     EntityTable,
     OperatingMeter,
@@ -72,7 +75,6 @@ from integration_sync.sandbox.bitrix24_schema import (
     B24_USER_ID,
     B24_WEBHOOK_CODE,
     BATCH_MAX,
-    CATEGORIES,
     CONTACT_FIELDS,
     DEAL_FIELDS,
     DEAL_USERFIELDS,
@@ -85,7 +87,6 @@ from integration_sync.sandbox.bitrix24_schema import (
     HTML_500,
     MULTI_FIELDS,
     PAGE_SIZE,
-    STAGES,
     UF_ABCP_INN,
     UF_ABCP_SALDO,
     UF_ABCP_USER_ID,
@@ -139,10 +140,15 @@ class PortalConfig:
     seed_people: list[JsonDict] = field(default_factory=list)
 
 
-class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
-    """One Bitrix24 portal reached through its inbound webhook."""
+class Bitrix24Service(DealMethods, PortalMethods, ProductMethods, ProductRowMethods, Service):
+    """One Bitrix24 portal reached through its inbound webhook (the ABCP dealer's; other portals subclass
+    it with their own identity, pipelines and volume keys)."""
 
     name = "bitrix24"
+    user_id = B24_USER_ID
+    webhook_code = B24_WEBHOOK_CODE
+    currency = "RUB"
+    volume_prefix = "bitrix24"
 
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock)
@@ -152,6 +158,8 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
         self.meter = OperatingMeter(clock, self.config.operating_budget_s)
         self.contacts = self._new_contacts()
         self.deals = self._new_deals()
+        self.history = new_history()
+        self.products = new_products()
         self.next_fm_id = 1
         self.command_fault: CommandErrorFault | None = None
         self.injected: Counter[str] = Counter()
@@ -174,6 +182,9 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
             "crm.category.list": self.category_list,
             "crm.deal.productrows.set": self.deal_productrows_set,
             "crm.deal.productrows.get": self.deal_productrows_get,
+            "crm.stagehistory.list": self.stagehistory_list,
+            "crm.product.add": self.product_add,
+            "crm.product.list": self.product_list,
         }
 
     def _new_contacts(self) -> EntityTable:
@@ -192,15 +203,19 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self, seed: int, volumes: Mapping[str, Any]) -> None:
-        rate = float(volumes.get("bitrix24_rate", 2.0)) * float(volumes.get("bitrix24_rate_multiplier", 1.0))
+        def limit(name: str, default: float) -> float:  # this portal's own key, else the common one
+            value = volumes.get(f"{self.volume_prefix}_{name}")
+            return float(volumes.get(f"bitrix24_{name}", default) if value is None else value)
+
+        own = self.volume_prefix
         config = PortalConfig(
-            rate=rate,
-            burst=int(volumes.get("bitrix24_burst", 50)),
-            operating_budget_s=float(volumes.get("bitrix24_operating_budget_s", 480.0)),
-            operating_cost_s=float(volumes.get("bitrix24_operating_cost_s", 0.0)),
-            contact_userfields=tuple(volumes.get("bitrix24_contact_userfields", ())),
-            seed_contacts=int(volumes.get("bitrix24_contacts", 3)),
-            seed_people=list(volumes.get("bitrix24_seed_people", [])),
+            rate=limit("rate", 2.0) * float(volumes.get("bitrix24_rate_multiplier", 1.0)),
+            burst=int(limit("burst", 50)),
+            operating_budget_s=limit("operating_budget_s", 480.0),
+            operating_cost_s=limit("operating_cost_s", 0.0),
+            contact_userfields=tuple(volumes.get(f"{own}_contact_userfields") or ()),
+            seed_contacts=int(3 if volumes.get(f"{own}_contacts") is None else volumes[f"{own}_contacts"]),
+            seed_people=list(volumes.get(f"{own}_seed_people") or []),
         )
         with self.lock:
             self.config = config
@@ -208,13 +223,19 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
             self.meter = OperatingMeter(self.clock, config.operating_budget_s)
             self.contacts = self._new_contacts()
             self.deals = self._new_deals()
+            self.history = new_history()
+            self.products = new_products()
             self.next_fm_id = 1
             self.reset_counters()
             self.commands = Counter()
             self.injected = Counter()
             self.extra_categories = {}
             self._seed_contacts(seed)
+            self.seed_extra(seed)
         self.configure_faults(None)
+
+    def seed_extra(self, seed: int) -> None:
+        """More seeded data for another portal's profile (nothing on this one)."""
 
     def _seed_contacts(self, seed: int) -> None:
         fake = RuFaker(seed * 7919 + 17)
@@ -285,6 +306,7 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
             Route("/contacts", self.control_dump_contacts, methods=["GET"]),
             Route("/deals", self.control_dump_deals, methods=["GET"]),
             Route("/categories", self.control_add_categories, methods=["POST"]),
+            Route("/deals/{id:int}/stage", self.control_move_deal, methods=["POST"]),
         ]
 
     async def handle(self, request: Request) -> Response:
@@ -295,7 +317,7 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
         fault = await self.apply_faults(method)
         if fault is not None:
             return fault
-        if request.path_params["user_id"] != B24_USER_ID or request.path_params["code"] != B24_WEBHOOK_CODE:
+        if request.path_params["user_id"] != self.user_id or request.path_params["code"] != self.webhook_code:
             return JsonResponse(ERR_INVALID_CREDENTIALS, status_code=401)
         if not self.bucket.try_acquire():
             self.count_throttled()
@@ -586,98 +608,6 @@ class Bitrix24Service(PortalMethods, ProductRowMethods, Service):
 
     def contact_list(self, params: Mapping[str, Any]) -> MethodResult:
         return self._list(self.contacts, params)
-
-    # ------------------------------------------------------------------ deals
-    @staticmethod
-    def _stage(category: int, stage_id: str | None) -> tuple[str, str, int, str, str] | None:
-        return next((s for s in STAGES.get(category, ()) if s[0] == stage_id), None)
-
-    def _set_stage(self, row: JsonDict, category: int, stage_id: str) -> None:
-        stage = self._stage(category, stage_id) or STAGES[category][0]
-        row["STAGE_ID"] = stage[0]
-        row["STAGE_SEMANTIC_ID"] = stage[3]
-        row["CLOSED"] = "N" if stage[3] == "P" else "Y"
-        row["IS_NEW"] = "Y" if stage[0] == STAGES[category][0][0] else "N"
-
-    def _contact_ref(self, value: Any) -> str | None:
-        """A deal's CONTACT_ID: kept only when it names an existing contact (unconfirmed)."""
-        if isinstance(value, dict | list) or value is None:
-            return None
-        rid = php_intval(value)
-        return str(rid) if rid in self.contacts.rows else None
-
-    def deal_add(self, params: Mapping[str, Any]) -> MethodResult:
-        fields = self._fields_param(params)
-        table = self.deals
-        rid = table.next_id
-        table.next_id += 1
-        now = self._now_iso()
-        row: JsonDict = dict.fromkeys([*table.fields, *table.userfields])
-        row.update(
-            ID=str(rid),
-            TYPE_ID="SALE",
-            PROBABILITY=None,
-            CURRENCY_ID="RUB",
-            OPPORTUNITY="0.00",
-            IS_MANUAL_OPPORTUNITY="N",
-            TAX_VALUE="0.00",
-            OPENED="Y",
-            IS_RECURRING="N",
-            IS_RETURN_CUSTOMER="N",
-            IS_REPEATED_APPROACH="N",
-            ASSIGNED_BY_ID="1",
-            CREATED_BY_ID="1",
-            MODIFY_BY_ID="1",
-            MOVED_BY_ID="1",
-            DATE_CREATE=now,
-            DATE_MODIFY=now,
-            MOVED_TIME=now,
-            BEGINDATE=now,
-            SOURCE_ID=None,
-        )
-        self._apply_scalars(table, row, {k: v for k, v in fields.items() if k != "CONTACT_ID"}, update=False)
-        if "CONTACT_ID" in fields:
-            row["CONTACT_ID"] = self._contact_ref(fields["CONTACT_ID"])
-        category = max(
-            php_intval(fields.get("CATEGORY_ID")) if not isinstance(fields.get("CATEGORY_ID"), dict | list) else 0, 0
-        )
-        if category not in CATEGORIES:
-            category = 0  # CCrmDeal::Add: a disabled/unknown category falls back to the default one
-        row["CATEGORY_ID"] = str(category)
-        self._set_stage(row, category, row.get("STAGE_ID") or "")
-        if not (row.get("TITLE") or "").strip():
-            row["TITLE"] = f"Сделка #{rid}"
-        table.put(rid, row)
-        return MethodResult(rid)
-
-    def deal_update(self, params: Mapping[str, Any]) -> MethodResult:
-        rid = entity_id(params)
-        if rid <= 0:
-            raise B24Error("ID is not defined or invalid.")
-        fields = self._fields_param(params)
-        table = self.deals
-        if rid not in table.rows:
-            raise B24Error("Deal is not found")
-        row = dict(table.rows[rid])
-        old_stage = row["STAGE_ID"]
-        scalars = {k: v for k, v in fields.items() if k not in ("CONTACT_ID", "STAGE_ID")}
-        self._apply_scalars(table, row, scalars, update=True)
-        if "CONTACT_ID" in fields:
-            row["CONTACT_ID"] = self._contact_ref(fields["CONTACT_ID"])
-        category = int(row["CATEGORY_ID"])
-        new_stage = fields.get("STAGE_ID")
-        if isinstance(new_stage, str) and self._stage(category, new_stage) is not None and new_stage != old_stage:
-            self._set_stage(row, category, new_stage)
-            row["MOVED_TIME"] = self._now_iso()
-        row["DATE_MODIFY"] = self._now_iso()
-        table.put(rid, row)
-        return MethodResult(True)
-
-    def deal_get(self, params: Mapping[str, Any]) -> MethodResult:
-        return self._get(self.deals, params)
-
-    def deal_list(self, params: Mapping[str, Any]) -> MethodResult:
-        return self._list(self.deals, params)
 
     # ------------------------------------------------------------------ control dumps
     def dump(self, table: EntityTable) -> list[JsonDict]:

@@ -43,6 +43,9 @@ class PortalMethods:
     contacts: EntityTable
     extra_categories: dict[int, str]
     lock: Any
+    # the portal's pipelines and their stages (STATUS_ID, NAME, SORT, semantics, colour)
+    categories: Mapping[int, str] = CATEGORIES
+    stages: Mapping[int, tuple[tuple[str, str, int, str, str], ...]] = STAGES
 
     # ------------------------------------------------------------------ duplicates
     def duplicate_findbycomm(self, params: Mapping[str, Any]) -> MethodResult:
@@ -128,7 +131,7 @@ class PortalMethods:
                 "IS_LOCKED": "N",
                 "SORT": 500 + cid,  # a JSON number in real answers (the docs show strings)
             }
-            for cid, name in CATEGORIES.items()
+            for cid, name in self.categories.items()
             if cid != 0
         ]
         return MethodResult(rows, total=len(rows))
@@ -136,13 +139,13 @@ class PortalMethods:
     def dealcategory_stage_list(self, params: Mapping[str, Any]) -> MethodResult:
         raw_id = resolve_param(params, "id")
         category = php_intval(raw_id) if not isinstance(raw_id, dict | list) else 0
-        rows = [{"NAME": s[1], "SORT": s[2], "STATUS_ID": s[0]} for s in STAGES.get(category, ())]
+        rows = [{"NAME": s[1], "SORT": s[2], "STATUS_ID": s[0]} for s in self.stages.get(category, ())]
         return MethodResult(rows)
 
     def _status_rows(self) -> list[JsonDict]:
         rows: list[JsonDict] = []
         row_id = 101
-        for category, stages in STAGES.items():
+        for category, stages in self.stages.items():
             entity = "DEAL_STAGE" if category == 0 else f"DEAL_STAGE_{category}"
             for status_id, name, sort, sem, color in stages:
                 rows.append(
@@ -196,7 +199,7 @@ class PortalMethods:
         raw_type = param_ci(params, "entityTypeId")
         if php_intval(raw_type) != 2:  # unconfirmed wording; only deals have pipelines here
             raise B24Error("Smart process not found", "NOT_FOUND")
-        names = {**CATEGORIES, **self.extra_categories}
+        names = {**self.categories, **self.extra_categories}
         rows: list[JsonDict] = [
             {
                 "id": cid,
@@ -246,7 +249,7 @@ class PortalMethods:
             return JsonResponse({"error": 'body must be {"names": [str, ...]}'}, status_code=400)
         with self.lock:
             for name in names:
-                cid = max([*CATEGORIES, *self.extra_categories]) + 2
+                cid = max([*self.categories, *self.extra_categories]) + 2
                 self.extra_categories[cid] = name
-            total = len(CATEGORIES) + len(self.extra_categories)
+            total = len(self.categories) + len(self.extra_categories)
         return JsonResponse({"categories": total})

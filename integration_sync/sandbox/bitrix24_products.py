@@ -3,17 +3,52 @@
 As the real methods (CCrmDeal::SaveProductRows): `set` replaces every row of the deal with `rows`
 (an empty list clears them) and, unless the deal's amount is manual, recalculates its OPPORTUNITY
 as the sum of PRICE × QUANTITY; a row needs PRODUCT_ID or PRODUCT_NAME; QUANTITY defaults to 1.
-`get` answers the rows with their ids, OWNER_ID and OWNER_TYPE "D".
+`get` answers the rows with their ids, OWNER_ID and OWNER_TYPE "D". A row with PRODUCT_ID of a catalog
+product and no PRODUCT_NAME takes the product's name.
+
+The catalog (`crm.product.add` / `.list`): NAME required; values answered as strings, PRICE as money
+("15000.00"); an element added without XML_ID gets its ID as XML_ID, as iblock elements do (so a
+lookup by our own key must not take a bare number for ours); lists filter by XML_ID, NAME, ID and
+friends, 50 a page. Unconfirmed: the wording of the missing-NAME error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from integration_sync.sandbox.bitrix24_query import EntityTable, as_php_array, entity_id
-from integration_sync.sandbox.bitrix24_schema import B24Error, MethodResult
+from integration_sync.sandbox.bitrix24_schema import B24Error, FieldInfo, MethodResult
 from integration_sync.sandbox.core import JsonDict, php_intval
+
+PRODUCT_FIELDS: Final[dict[str, FieldInfo]] = {
+    "ID": FieldInfo("int", read_only=True),
+    "NAME": FieldInfo(),
+    "CODE": FieldInfo(),
+    "ACTIVE": FieldInfo("char"),
+    "PREVIEW_PICTURE": FieldInfo(read_only=True),
+    "DETAIL_PICTURE": FieldInfo(read_only=True),
+    "SORT": FieldInfo("int"),
+    "XML_ID": FieldInfo(),
+    "TIMESTAMP_X": FieldInfo("datetime", read_only=True),
+    "DATE_CREATE": FieldInfo("datetime", read_only=True),
+    "MODIFIED_BY": FieldInfo("id", read_only=True),
+    "CREATED_BY": FieldInfo("id", read_only=True),
+    "CATALOG_ID": FieldInfo("id", read_only=True),
+    "SECTION_ID": FieldInfo("id"),
+    "DESCRIPTION": FieldInfo(),
+    "DESCRIPTION_TYPE": FieldInfo(),
+    "PRICE": FieldInfo("money"),
+    "CURRENCY_ID": FieldInfo(),
+    "VAT_ID": FieldInfo("id"),
+    "VAT_INCLUDED": FieldInfo("char"),
+    "MEASURE": FieldInfo("id"),
+}
+CATALOG_ID: Final = "25"
+
+
+def new_products() -> EntityTable:
+    return EntityTable(PRODUCT_FIELDS, (), ("XML_ID", "NAME"))
 
 
 def _number(value: Any, name: str, default: float) -> float:
@@ -29,6 +64,7 @@ class ProductRowMethods:
     """`crm.deal.productrows.*` over the service's deals table."""
 
     deals: EntityTable
+    products: EntityTable
     next_product_row_id: int = 1
 
     def _deal_for_rows(self, params: Mapping[str, Any]) -> int:
@@ -56,6 +92,8 @@ class ProductRowMethods:
                 raise B24Error("The parameter rows must be array of arrays.")
             product_id = php_intval(row.get("PRODUCT_ID") or 0)
             name = str(row.get("PRODUCT_NAME") or "").strip()
+            if not name and product_id in self.products.rows:
+                name = str(self.products.rows[product_id]["NAME"])
             if product_id <= 0 and not name:
                 raise B24Error("Product row must have PRODUCT_ID or PRODUCT_NAME.")
             rows.append(
@@ -83,3 +121,41 @@ class ProductRowMethods:
     def deal_productrows_get(self, params: Mapping[str, Any]) -> MethodResult:
         rid = self._deal_for_rows(params)
         return MethodResult([dict(r) for r in self.deals.product_rows.get(rid, [])])
+
+
+class ProductMethods:
+    """`crm.product.add` / `crm.product.list` over the service's catalog."""
+
+    products: EntityTable
+    currency: str
+
+    if TYPE_CHECKING:
+
+        def _fields_param(self, params: Mapping[str, Any]) -> dict[str, Any]: ...
+        def _apply_scalars(
+            self, table: EntityTable, row: JsonDict, fields: Mapping[str, Any], update: bool
+        ) -> None: ...
+        def _list(self, table: EntityTable, params: Mapping[str, Any]) -> MethodResult: ...
+        def _now_iso(self) -> str: ...
+
+    def product_add(self, params: Mapping[str, Any]) -> MethodResult:
+        return MethodResult(self._product_insert(self._fields_param(params)))
+
+    def _product_insert(self, fields: Mapping[str, Any], by: str = "1") -> int:
+        table = self.products
+        now = self._now_iso()
+        row: JsonDict = dict.fromkeys(table.fields)
+        row.update(ACTIVE="Y", SORT="500", DESCRIPTION_TYPE="text", VAT_INCLUDED="N", CURRENCY_ID=self.currency)
+        self._apply_scalars(table, row, fields, update=False)
+        if not str(row.get("NAME") or "").strip():
+            raise B24Error("Field NAME is required.")
+        rid = table.next_id
+        table.next_id += 1
+        row.update(ID=str(rid), CATALOG_ID=CATALOG_ID, CREATED_BY=by, MODIFIED_BY=by, DATE_CREATE=now, TIMESTAMP_X=now)
+        if not str(row.get("XML_ID") or "").strip():
+            row["XML_ID"] = str(rid)  # CIBlockElement::Add: an empty XML_ID becomes the element's ID
+        table.put(rid, row)
+        return rid
+
+    def product_list(self, params: Mapping[str, Any]) -> MethodResult:
+        return self._list(self.products, params)

@@ -8,7 +8,8 @@ never counted, rate limited or faulted:
 - ``POST /_sandbox/faults`` ``{"bitrix24": {...} | null, "abcp": {...}}``
 - ``POST /_sandbox/reset`` (any `SandboxConfig` field; unspecified ones keep their value)
 - ``POST /_sandbox/abcp/users/{userId}``, ``POST /_sandbox/abcp/raw_users``
-- ``GET /_sandbox/bitrix24/contacts``, ``GET /_sandbox/bitrix24/deals``
+- ``GET /_sandbox/bitrix24/contacts``, ``GET /_sandbox/bitrix24/deals``, ``POST .../deals/{id}/stage`` (a
+  manager's move); the same under ``/_sandbox/bitrix24-shop/`` (the shop's own portal)
 - ``GET|POST /_sandbox/kaspi/orders``, ``POST /_sandbox/kaspi/orders/raw``,
   ``GET /_sandbox/kaspi/orders/{code}``, ``POST /_sandbox/kaspi/orders/{code}/status``
 - ``GET /_sandbox/amocrm/{contacts|leads|catalog_elements|notes|links}``, ``GET /_sandbox/amocrm/tokens``,
@@ -17,6 +18,8 @@ never counted, rate limited or faulted:
   ``GET .../webhook_deliveries``
 - ``GET|POST /_sandbox/sheets/spreadsheets``, ``GET /_sandbox/sheets/spreadsheets/{id}/cells``,
   ``POST /_sandbox/sheets/spreadsheets/{id}/edit`` (an operator's edit)
+- ``POST|DELETE /_sandbox/bitrix-shop/subscribe``, ``GET .../deliveries``, ``POST .../orders``,
+  ``GET .../orders/{id}``, ``POST .../orders/{id}/status``, ``POST .../ping`` (the Bitrix CMS shop)
 - ``GET /_sandbox/telegram/messages``; ``GET /_sandbox/smtp/`` (the SMTP sink's port), ``GET /_sandbox/smtp/messages``
 """
 
@@ -38,6 +41,8 @@ from integration_sync.sandbox.abcp import AbcpService
 from integration_sync.sandbox.amocrm import AmoCrmService
 from integration_sync.sandbox.amocrm_seller import SellerAmoService
 from integration_sync.sandbox.bitrix24 import Bitrix24Service
+from integration_sync.sandbox.bitrix24_shop import ShopBitrix24Service
+from integration_sync.sandbox.bitrix_shop import BitrixShopService
 from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, read_json
 from integration_sync.sandbox.kaspi import KaspiService
 from integration_sync.sandbox.sheets import SheetsService
@@ -61,6 +66,9 @@ class SandboxConfig(BaseModel):
     bitrix24_operating_cost_s: float = Field(0.0, ge=0)
     bitrix24_contacts: int = Field(3, ge=0)
     bitrix24_contact_userfields: list[str] = Field(default_factory=list)
+    bitrix24_shop_rate: float | None = Field(None, gt=0)  # the shop's own portal (bitrix24_shop); None: as above
+    bitrix24_shop_burst: int | None = Field(None, gt=0)
+    bitrix24_shop_contacts: int = Field(3, ge=0)
     abcp_object_response: bool = False
     abcp_limit_cap: int = Field(1000, gt=0)
     abcp_auth_error_status: int = Field(403, ge=400, le=599)
@@ -93,6 +101,10 @@ class SandboxConfig(BaseModel):
     amocrm_batch_max: int = Field(250, gt=0)
     amocrm_seller_leads: int = Field(60, ge=0)  # the Sheets seller's own account (amocrm_seller)
     amocrm_seller_hook_time_scale: float = Field(1 / 300, gt=0)  # vendor retry delays x this (5 min -> 1 s)
+    shop_orders: int = Field(400, ge=0)  # the Bitrix CMS flower shop (bitrix_shop)
+    shop_days: int | None = Field(None, ge=0)  # None: the config's `days`
+    shop_hook_time_scale: float = Field(1 / 300, gt=0)  # the shop agent's retry delays x this (1 min -> 0.2 s)
+    shop_legacy_token: bool = False  # the seed's webhook format: token in the body, no X-Signature
     clock_epoch: float | None = None
 
 
@@ -112,10 +124,14 @@ class Sandbox:
         self.services[self.amocrm.name] = self.amocrm
         self.amocrm_seller = SellerAmoService(self.clock)
         self.services[self.amocrm_seller.name] = self.amocrm_seller
+        self.bitrix24_shop = ShopBitrix24Service(self.clock)
+        self.services[self.bitrix24_shop.name] = self.bitrix24_shop
         self.sheets = SheetsService(self.clock)
         self.services[self.sheets.name] = self.sheets
         self.telegram, self.mail = TelegramService(self.clock), MailService(self.clock)
         self.services.update({self.telegram.name: self.telegram, self.mail.name: self.mail})
+        self.shop = BitrixShopService(self.clock)
+        self.services[self.shop.name] = self.shop
         self.reset(config)
 
     def reset(self, config: SandboxConfig | None = None) -> None:
@@ -133,9 +149,11 @@ class Sandbox:
             self.kaspi.reset(self.config.seed, volumes)
             self.amocrm.reset(self.config.seed, volumes)
             self.amocrm_seller.reset(self.config.seed, volumes)
+            self.bitrix24_shop.reset(self.config.seed, volumes)
             self.sheets.reset(self.config.seed, volumes)
             self.telegram.reset(self.config.seed, volumes)
             self.mail.reset(self.config.seed, volumes)
+            self.shop.reset(self.config.seed, volumes)
 
     def reset_from(self, changes: Mapping[str, Any]) -> SandboxConfig:
         config = SandboxConfig.model_validate({**self.config.model_dump(), **changes})
