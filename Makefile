@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Most test time is spent waiting on emulated rate limits and latency, not CPU: three workers
+# Most test time is spent waiting on emulated rate limits and latency, not CPU: four workers
 # (pytest-xdist) keep two cores busy. PYTEST_WORKERS=0 runs in one process.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 
 .PHONY: setup run test lint typecheck unit bench clean
 
