@@ -51,6 +51,7 @@ from starlette.routing import BaseRoute, Route
 
 from integration_sync.connectors.redaction import register_secrets
 from integration_sync.lib.registry import ReceiverContext, plugins
+from integration_sync.webhooks.answers import Refused, read_body, same
 from integration_sync.webhooks.inbox import PAYMENT_SOURCE, EventStatus, Inbox, InboxWriter, payment_key
 from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
@@ -61,47 +62,13 @@ logger = logging.getLogger(__name__)
 SOURCE = PAYMENT_SOURCE
 
 
-class _Reject(Exception):
-    """An answer other than success, with its status and JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-
-
 def _safe(value: object, limit: int = 80) -> str:
     """A log-safe rendering of an untrusted value (no newlines, bounded)."""
     return repr(str(value)[:limit])
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise _Reject(400, {"error": "invalid Content-Length"}) from None
-        if declared > limit:
-            raise _Reject(413, {"error": f"body larger than {limit} bytes"})
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _Reject(413, {"error": f"body larger than {limit} bytes"})
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _same(a: str | bytes, b: str | bytes) -> bool:
-    left = a.encode("utf-8", "surrogateescape") if isinstance(a, str) else a
-    right = b.encode("utf-8", "surrogateescape") if isinstance(b, str) else b
-    return hmac.compare_digest(left, right)
-
-
 def verify(settings: ReceiverSettings, headers: Any, body: bytes, now: float | None = None) -> None:
-    """Raise `_Reject` (401) unless the request is authenticated; see the module docstring."""
+    """Raise `Refused` (401) unless the request is authenticated; see the module docstring."""
     secret = settings.secret.get_secret_value().encode("utf-8")
     signature = headers.get("x-signature")
     if signature is not None:
@@ -109,23 +76,23 @@ def verify(settings: ReceiverSettings, headers: Any, body: bytes, now: float | N
         timestamp = headers.get("x-timestamp")
         message = body if timestamp is None else timestamp.strip().encode("latin-1", "replace") + b"." + body
         expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
-        if not _same(provided, expected):
-            raise _Reject(401, {"error": "invalid signature"})
+        if not same(provided, expected):
+            raise Refused(401, {"error": "invalid signature"})
         if timestamp is not None and settings.timestamp_tolerance_s > 0:
             try:
                 signed_at = float(timestamp.strip())
             except ValueError:
-                raise _Reject(401, {"error": "invalid timestamp"}) from None
+                raise Refused(401, {"error": "invalid timestamp"}) from None
             current = time.time() if now is None else now
             if not abs(current - signed_at) <= settings.timestamp_tolerance_s:
-                raise _Reject(401, {"error": "stale timestamp"})
+                raise Refused(401, {"error": "stale timestamp"})
         return
     legacy = headers.get("x-webhook-secret")
     if legacy is not None and settings.legacy_secret_enabled:
-        if not _same(legacy.encode("latin-1", "replace"), secret):
-            raise _Reject(401, {"error": "invalid secret"})
+        if not same(legacy.encode("latin-1", "replace"), secret):
+            raise Refused(401, {"error": "invalid secret"})
         return
-    raise _Reject(401, {"error": "missing signature"})
+    raise Refused(401, {"error": "missing signature"})
 
 
 def _parse(body: bytes) -> tuple[str, PaymentWebhook]:
@@ -133,13 +100,13 @@ def _parse(body: bytes) -> tuple[str, PaymentWebhook]:
         data = load_json(body)
     except PayloadRefused as refused:
         details = [{"loc": list(refused.loc), "msg": refused.reason}] if refused.loc else []
-        raise _Reject(422, {"error": refused.reason, "details": details}) from None
+        raise Refused(422, {"error": refused.reason, "details": details}) from None
     text = body.decode("utf-8")
     try:
         return text, PaymentWebhook.model_validate(data)
     except ValidationError as exc:
         details = [{"loc": [str(p) for p in err["loc"]], "msg": err["msg"]} for err in exc.errors(include_url=False)]
-        raise _Reject(422, {"error": "invalid payload", "details": details}) from None
+        raise Refused(422, {"error": "invalid payload", "details": details}) from None
 
 
 def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
@@ -153,7 +120,7 @@ def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
         started = time.monotonic()
         payment_id: str | None = None
         try:
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
             verify(settings, request.headers, body)
             text, webhook = _parse(body)
             order = webhook.course_order
@@ -168,14 +135,14 @@ def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
                 )
             except (sqlite3.Error, OSError) as exc:
                 logger.error("webhook payment inbox write failed: %s", type(exc).__name__)
-                raise _Reject(503, {"error": "inbox unavailable, retry later"}) from None
+                raise Refused(503, {"error": "inbox unavailable, retry later"}) from None
             if event_id is None:
-                raise _Reject(409, {"error": "duplicate", "payment_id": payment_id})
+                raise Refused(409, {"error": "duplicate", "payment_id": payment_id})
             if reason is not None:
                 code, answer = 202, {"status": "skipped", "reason": reason, "event_id": event_id}
             else:
                 code, answer = 200, {"status": "accepted", "event_id": event_id}
-        except _Reject as rejection:
+        except Refused as rejection:
             code, answer = rejection.status, rejection.body
         except ClientDisconnect:
             code, answer = 400, {"error": "client disconnected"}

@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from integration_sync.connectors.redaction import register_secrets
 from integration_sync.lib.registry import ReceiverContext
+from integration_sync.webhooks.answers import Refused, read_body, same
 from integration_sync.webhooks.bitrix_order import PING_EVENT, SOURCE, OrderWebhook, decode_body
 from integration_sync.webhooks.inbox import InboxWriter
 from integration_sync.webhooks.limits import PayloadRefused
@@ -45,57 +46,31 @@ PATH = "/webhooks/bitrix/order"
 DEFAULT_MAX_BODY = 64 * 1024
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(status)
-        self.status, self.body = status, body
-
-
-def _same(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
-
-
-async def _read(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and (not length.strip().isdigit() or int(length) > limit):
-        if not length.strip().isdigit():
-            raise _Refused(400, {"error": "invalid Content-Length"})
-        raise _Refused(413, {"error": f"body larger than {limit} bytes"})
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _Refused(413, {"error": f"body larger than {limit} bytes"})
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _refusal(refused: PayloadRefused) -> _Refused:
+def _refusal(refused: PayloadRefused) -> Refused:
     details = [{"loc": list(refused.loc), "msg": refused.reason}] if refused.loc else []
-    return _Refused(422, {"error": refused.reason, "details": details})
+    return Refused(422, {"error": refused.reason, "details": details})
 
 
 def authenticate(token: bytes, token_in_body: bool, signature: str | None, body: bytes) -> None:
-    """Raise `_Refused` (401) unless the request is signed with `token` (or, when `token_in_body`
+    """Raise `Refused` (401) unless the request is signed with `token` (or, when `token_in_body`
     and unsigned, carries it as ``"token"``)."""
     if signature is not None:
         provided = signature.strip().lower().removeprefix("sha256=").encode("ascii", "replace")
         expected = hmac.new(token, body, hashlib.sha256).hexdigest().encode("ascii")
-        if not _same(provided, expected):
-            raise _Refused(401, {"error": "invalid signature"})
+        if not same(provided, expected):
+            raise Refused(401, {"error": "invalid signature"})
         return
     if not token_in_body:
-        raise _Refused(401, {"error": "missing signature"})
+        raise Refused(401, {"error": "missing signature"})
     try:
         data, _ = decode_body(body)
     except PayloadRefused:
-        raise _Refused(401, {"error": "missing signature or token"}) from None
+        raise Refused(401, {"error": "missing signature or token"}) from None
     given = data.get("token") if isinstance(data, dict) else None
     if not isinstance(given, str):
-        raise _Refused(401, {"error": "missing signature or token"})
-    if not _same(given.encode("utf-8", "surrogateescape"), token):
-        raise _Refused(401, {"error": "invalid token"})
+        raise Refused(401, {"error": "missing signature or token"})
+    if not same(given.encode("utf-8", "surrogateescape"), token):
+        raise Refused(401, {"error": "invalid token"})
 
 
 def bitrix_order_routes(context: ReceiverContext) -> list[Route]:
@@ -115,7 +90,7 @@ def bitrix_order_routes(context: ReceiverContext) -> list[Route]:
         order_id: int | None = None
         answer: dict[str, Any]
         try:
-            body = await _read(request, limit)
+            body = await read_body(request, limit)
             authenticate(token, token_in_body, request.headers.get("x-signature"), body)
             try:
                 data, recoded = decode_body(body)
@@ -127,7 +102,7 @@ def bitrix_order_routes(context: ReceiverContext) -> list[Route]:
                 code, answer = 200, {"status": "ok"}
             else:
                 code, answer, order_id = await _store(writer, data, body, recoded, had_token)
-        except _Refused as refused:
+        except Refused as refused:
             code, answer = refused.status, refused.body
         except ClientDisconnect:
             code, answer = 400, {"error": "client disconnected"}
@@ -152,7 +127,7 @@ async def _store(
         webhook = OrderWebhook.model_validate(data)
     except ValidationError as exc:
         details = [{"loc": [str(p) for p in err["loc"]], "msg": err["msg"]} for err in exc.errors(include_url=False)]
-        raise _Refused(422, {"error": "invalid order", "details": details}) from None
+        raise Refused(422, {"error": "invalid order", "details": details}) from None
     order = webhook.order
     # the raw body as sent, unless it had to change: a token taken out, or text recoded to UTF-8
     payload = json.dumps(data, ensure_ascii=False) if had_token or recoded else body.decode("utf-8")
@@ -163,7 +138,7 @@ async def _store(
         )
     except (sqlite3.Error, OSError) as exc:
         logger.error("webhook bitrix_order inbox write failed: %s", type(exc).__name__)
-        raise _Refused(503, {"error": "inbox unavailable, retry later"}) from None
+        raise Refused(503, {"error": "inbox unavailable, retry later"}) from None
     if event_id is None:
         return 200, {"status": "duplicate"}, order.ID
     return 200, {"status": "accepted", "event_id": event_id}, order.ID

@@ -26,7 +26,8 @@ from integration_sync.sandbox.platform import (
     send_payments,
     sign,
 )
-from integration_sync.webhooks.app import _Reject, verify
+from integration_sync.webhooks.answers import Refused
+from integration_sync.webhooks.app import verify
 from integration_sync.webhooks.models import MOSCOW, PaymentWebhook
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
@@ -134,7 +135,7 @@ def test_signatures_verify_with_the_receiver(tmp_path: Path, timestamp: int | No
     assert ("X-Timestamp" in headers) == (timestamp is not None)
     verify(settings, httpx.Headers(headers), body, now=timestamp)  # no exception: authenticated
     for bad in (sign(body, "another-secret", timestamp), sign(body + b" ", SECRET, timestamp)):
-        with pytest.raises(_Reject) as refused:
+        with pytest.raises(Refused) as refused:
             verify(settings, httpx.Headers(bad), body, now=timestamp)
         assert refused.value.status == 401
 

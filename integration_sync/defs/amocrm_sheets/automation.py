@@ -17,7 +17,7 @@ initial sync; a half-hourly reconciliation. An idle tick launches nothing.
 import json
 import os
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -37,8 +37,9 @@ from integration_sync.defs.amocrm_sheets.receiver import creation_day
 from integration_sync.defs.amocrm_sheets.resources import SheetAccess
 from integration_sync.defs.amocrm_sheets.settings import DEFAULT_ZONE, SheetsSettings
 from integration_sync.defs.amocrm_sheets.sheet_source import TabInfo, list_tabs, read_sheet
-from integration_sync.defs.runs import ACTIVE, WAITING
+from integration_sync.defs.runs import ACTIVE
 from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
+from integration_sync.lib.inbox_sensor import drain_inbox
 from integration_sync.webhooks.inbox import Inbox
 from integration_sync.webhooks.settings import inbox_path_from_env
 
@@ -90,39 +91,19 @@ def _settings() -> SheetsSettings | dg.SkipReason:
         return dg.SkipReason(f"a setting is wrong: {exc.message}")
 
 
-def _waiting(context: dg.SensorEvaluationContext, job: str) -> set[str]:
-    records = context.instance.get_run_records(dg.RunsFilter(job_name=job, statuses=WAITING), limit=100)
-    return {r.dagster_run.tags.get("dagster/partition", "") for r in records}
-
-
 @dg.sensor(job=amocrm_to_sheet_job, minimum_interval_seconds=2, default_status=dg.DefaultSensorStatus.RUNNING)
 def amocrm_lead_hooks(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """New amoCRM status hooks (and polled changes) in the inbox → a run per creation day."""
-    unready = not_ready(GROUP)
-    if unready is not None:
-        return unready
-    path = inbox_path_from_env()
-    if not path.exists():
-        return dg.SkipReason(f"no inbox at {path} yet")
-    inbox = Inbox(path)
-    identity = inbox.identity()
-    seen_inbox, _, seen_id = (context.cursor or "").rpartition(":")
-    cursor = int(seen_id) if seen_inbox == identity and seen_id.isdigit() else 0
-    rows = inbox.ids_after(cursor, SENSOR_BATCH, sources=(HOOK_SOURCE, POLL_SOURCE))
-    if not rows:
-        return dg.SensorResult(skip_reason="no new status changes", cursor=f"{identity}:{cursor}")
-    first, last = partition_bounds()
-    by_day: dict[str, list[int]] = {}
-    for event_id, event_date in rows:
-        day = min(max(date.fromisoformat(event_date), first), last)
-        by_day.setdefault(day.isoformat(), []).append(event_id)
-    waiting = _waiting(context, amocrm_to_sheet_job.name)
-    requests = [
-        dg.RunRequest(run_key=f"hooks:{day}:{ids[0]}-{ids[-1]}", partition_key=day, tags={SOURCE_TAG: "inbox"})
-        for day, ids in sorted(by_day.items())
-        if day not in waiting
-    ]
-    return dg.SensorResult(run_requests=requests, cursor=f"{identity}:{rows[-1][0]}")
+    return drain_inbox(
+        context,
+        flow=GROUP,
+        sources=(HOOK_SOURCE, POLL_SOURCE),
+        job_name=amocrm_to_sheet_job.name,
+        bounds=partition_bounds,
+        run_key_prefix="hooks",
+        tags={SOURCE_TAG: "inbox"},
+        nothing="no new status changes",
+    )
 
 
 def _poll_minutes() -> int:

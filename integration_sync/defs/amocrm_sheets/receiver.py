@@ -16,7 +16,6 @@ inbox unwritable → 503 (amoCRM re-sends later).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -32,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from integration_sync.lib.registry import ReceiverContext
+from integration_sync.webhooks.answers import Refused, read_body, same
 from integration_sync.webhooks.inbox import InboxWriter
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ _KEY = re.compile(r"^leads\[status\]\[(\d{1,4})\]\[([a-z_]+)\]$")
 _NEEDED = ("id", "status_id", "pipeline_id")
 
 
-class HookRefused(Exception):
-    def __init__(self, status: int, body: dict[str, object]) -> None:
-        super().__init__(status)
-        self.status, self.body = status, body
+HookRefused = Refused
 
 
 def parse_status_hook(body: bytes) -> tuple[list[dict[str, int]], dict[str, str]]:
@@ -94,24 +91,6 @@ def creation_day(lead: Mapping[str, int], zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(stamp, UTC).astimezone(zone).date().isoformat()
 
 
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
-
-
-async def _body(request: Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        raise HookRefused(413, {"error": f"body larger than {MAX_BODY} bytes"})
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HookRefused(413, {"error": f"body larger than {MAX_BODY} bytes"})
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def amocrm_routes(context: ReceiverContext) -> Sequence[BaseRoute]:
     """The route, when `SHEETS_WEBHOOK_SECRET` is set (no secret: no route, a 404 for everyone)."""
     secret = (context.env.get("SHEETS_WEBHOOK_SECRET") or "").strip()
@@ -126,9 +105,9 @@ def amocrm_routes(context: ReceiverContext) -> Sequence[BaseRoute]:
         stored = 0
         answer: dict[str, object]
         try:
-            if not _same(str(request.path_params.get("secret", "")), secret):
+            if not same(str(request.path_params.get("secret", "")), secret):
                 raise HookRefused(401, {"error": "unknown hook address"})
-            leads, account = parse_status_hook(await _body(request))
+            leads, account = parse_status_hook(await read_body(request, MAX_BODY))
             if account_id and account.get("id") and account["id"] != account_id:
                 code, answer = 200, {"status": "ignored", "reason": "another amoCRM account"}
             else:

@@ -11,12 +11,11 @@ from datetime import timedelta
 
 import dagster as dg
 
-from integration_sync.defs.payments_amocrm.assets import GROUP, LEADS_KEY, moscow_days, partition_bounds, partition_day
-from integration_sync.defs.runs import WAITING
-from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
+from integration_sync.defs.payments_amocrm.assets import GROUP, LEADS_KEY, moscow_days, partition_bounds
+from integration_sync.lib.flow import flow_job, skip_while_running
+from integration_sync.lib.inbox_sensor import drain_inbox
 from integration_sync.lib.push import push_tags
-from integration_sync.webhooks.inbox import PAYMENT_SOURCE, Inbox
-from integration_sync.webhooks.settings import inbox_path_from_env
+from integration_sync.webhooks.inbox import PAYMENT_SOURCE
 
 MOSCOW_TZ = "Europe/Moscow"
 _RANGE_START = "dagster/asset_partition_range_start"
@@ -44,13 +43,6 @@ payments_push_job = flow_job(
 )
 
 
-def _waiting_days(context: dg.SensorEvaluationContext) -> set[str]:
-    records = context.instance.get_run_records(
-        dg.RunsFilter(job_name=payments_amocrm_job.name, statuses=WAITING), limit=100
-    )
-    return {r.dagster_run.tags.get("dagster/partition", "") for r in records}
-
-
 @dg.sensor(
     job=payments_amocrm_job,
     minimum_interval_seconds=2,
@@ -58,30 +50,15 @@ def _waiting_days(context: dg.SensorEvaluationContext) -> set[str]:
 )
 def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """New payment webhooks in the inbox → a run for each Moscow day they belong to."""
-    unready = not_ready(GROUP)
-    if unready is not None:
-        return unready
-    path = inbox_path_from_env()
-    if not path.exists():
-        return dg.SkipReason(f"no inbox at {path} yet")
-    inbox = Inbox(path)
-    identity = inbox.identity()
-    seen_inbox, _, seen_id = (context.cursor or "").rpartition(":")
-    cursor = int(seen_id) if seen_inbox == identity and seen_id.isdigit() else 0  # a new inbox: from its start
-    rows = inbox.ids_after(cursor, SENSOR_BATCH, sources=(PAYMENT_SOURCE,))
-    if not rows:
-        return dg.SensorResult(skip_reason="no new payments", cursor=f"{identity}:{cursor}")
-    first, last = partition_bounds()
-    by_day: dict[str, list[int]] = {}
-    for event_id, event_date in rows:
-        by_day.setdefault(partition_day(event_date, first, last).isoformat(), []).append(event_id)
-    waiting = _waiting_days(context)
-    requests = [
-        dg.RunRequest(run_key=f"payments:{day}:{ids[0]}-{ids[-1]}", partition_key=day)
-        for day, ids in sorted(by_day.items())
-        if day not in waiting
-    ]
-    return dg.SensorResult(run_requests=requests, cursor=f"{identity}:{rows[-1][0]}")
+    return drain_inbox(
+        context,
+        flow=GROUP,
+        sources=(PAYMENT_SOURCE,),
+        job_name=payments_amocrm_job.name,
+        bounds=partition_bounds,
+        run_key_prefix="payments",
+        nothing="no new payments",
+    )
 
 
 def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
