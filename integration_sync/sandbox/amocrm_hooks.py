@@ -12,28 +12,23 @@ real clock, so a test waits seconds, not minutes.
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlencode
-
-import httpx
 
 from integration_sync.sandbox.amocrm_schema import FieldSet
 from integration_sync.sandbox.amocrm_store import Account, Lead
 from integration_sync.sandbox.amocrm_values import StoredValues
 from integration_sync.sandbox.core import JsonDict
+from integration_sync.sandbox.outbox import Delivery, Outbox
 
 ANSWER_TIMEOUT_S: Final = 2.0
 RETRY_DELAYS_S: Final = (5 * 60.0, 15 * 60.0)
 RETRY_DELAYS_5XX_S: Final = (15 * 60.0, 60 * 60.0)
 DISABLE_AFTER_BAD: Final = 100
 DISABLE_WINDOW_S: Final = 2 * 3600.0
-IDLE_EXIT_S: Final = 2.0
 
 
 def _cf_pairs(prefix: str, fieldset: FieldSet, cf: Mapping[int, StoredValues]) -> list[tuple[str, str]]:
@@ -79,115 +74,39 @@ def status_form(account: Account, changes: Iterable[tuple[Lead, int, int]]) -> s
     return urlencode(pairs)
 
 
-@dataclass
-class _Delivery:
-    id: int
-    hook: JsonDict  # the subscription (shared with the account: `disabled` is set on it)
-    body: str
-    attempt: int = 0
-    due: float = 0.0
-    failures_5xx: bool = False
+class HookSender(Outbox):
+    """amoCRM's hook delivery: a 1xx-2xx within 2 s ends it; otherwise re-sent after 5 and 15 min (after
+    15 min and 1 h when the answer was 499/5xx); a hook answering badly more than 100 times in 2 h is
+    disabled (its subscription's `disabled` flag, shared with the account)."""
 
-
-class HookSender:
-    """Delivers hooks from its own thread (never inside the API request) and records every attempt."""
+    thread_name = "amocrm-hooks"
 
     def __init__(self, time_scale: float = 1 / 300, timeout_s: float = ANSWER_TIMEOUT_S) -> None:
-        self.time_scale = time_scale
-        self.timeout_s = timeout_s
-        self.attempts: list[JsonDict] = []
-        self._queue: list[_Delivery] = []
+        super().__init__(time_scale, timeout_s)
         self._bad: dict[int, deque[float]] = {}
-        self._ids = itertools.count(1)
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._generation = 0
 
-    def reset(self, time_scale: float) -> None:
-        """Forget queued deliveries and the attempt log (a sandbox reset)."""
-        with self._cond:
-            self.time_scale = time_scale
-            self._queue.clear()
-            self.attempts.clear()
-            self._bad.clear()
-            self._generation += 1
-            self._cond.notify_all()
+    def on_reset(self) -> None:
+        self._bad.clear()
 
     def submit(self, hooks: Iterable[JsonDict], body: str) -> None:
-        with self._cond:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        with self.lock:
             for hook in hooks:
-                self._queue.append(_Delivery(next(self._ids), hook, body, due=time.monotonic()))
-            self._cond.notify_all()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="amocrm-hooks", daemon=True)
-                self._thread.start()
+                self.enqueue(str(hook["destination"]), body.encode(), headers, hook)
 
-    def describe(self) -> list[JsonDict]:
-        with self._cond:
-            return [dict(a) for a in self.attempts]
+    def accepted(self, status: int) -> bool:
+        return 100 <= status < 300
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=self.timeout_s) as client:
-            idle_since = time.monotonic()
-            while True:
-                with self._cond:
-                    now = time.monotonic()
-                    ready = [d for d in self._queue if d.due <= now]
-                    if not ready:
-                        if not self._queue and now - idle_since > IDLE_EXIT_S:
-                            self._thread = None
-                            return
-                        wait = min((d.due for d in self._queue), default=now + IDLE_EXIT_S) - now
-                        self._cond.wait(max(0.01, min(wait, 0.5)))
-                        continue
-                    delivery = min(ready, key=lambda d: (d.due, d.id))
-                    self._queue.remove(delivery)
-                    generation = self._generation
-                self._deliver(client, delivery, generation)
-                idle_since = time.monotonic()
+    def record(self, delivery: Delivery) -> JsonDict:
+        return {"hook_id": delivery.context["id"], "destination": delivery.context["destination"]}
 
-    def _deliver(self, client: httpx.Client, delivery: _Delivery, generation: int) -> None:
-        delivery.attempt += 1
-        started = time.time()
-        status: int | None = None
-        error: str | None = None
-        try:
-            response = client.post(
-                str(delivery.hook["destination"]),
-                content=delivery.body.encode(),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
-            status = response.status_code
-        except httpx.TimeoutException:
-            error = "timeout"
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
-        ok = status is not None and 100 <= status < 300
-        with self._cond:
-            if generation != self._generation:
-                return  # the sandbox was reset while this was in flight
-            self.attempts.append(
-                {
-                    "delivery_id": delivery.id,
-                    "hook_id": delivery.hook["id"],
-                    "destination": delivery.hook["destination"],
-                    "attempt": delivery.attempt,
-                    "at": started,
-                    "status": status,
-                    "error": error,
-                    "ok": ok,
-                    "body": delivery.body,
-                }
-            )
-            if ok:
-                return
-            self._record_bad(delivery.hook)
-            delivery.failures_5xx = status is not None and (status == 499 or status >= 500)
-            delays = RETRY_DELAYS_5XX_S if delivery.failures_5xx else RETRY_DELAYS_S
-            if delivery.attempt <= len(delays) and not delivery.hook.get("disabled"):
-                delivery.due = time.monotonic() + delays[delivery.attempt - 1] * self.time_scale
-                self._queue.append(delivery)
-                self._cond.notify_all()
+    def retry_delay(self, delivery: Delivery, status: int | None) -> float | None:
+        hook = delivery.context
+        self._record_bad(hook)
+        delays = RETRY_DELAYS_5XX_S if status is not None and (status == 499 or status >= 500) else RETRY_DELAYS_S
+        if delivery.attempt <= len(delays) and not hook.get("disabled"):
+            return delays[delivery.attempt - 1]
+        return None
 
     def _record_bad(self, hook: Mapping[str, object]) -> None:
         hook_id = int(str(hook["id"]))

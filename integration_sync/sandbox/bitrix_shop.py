@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import math
 import random
-import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from typing import Any, Final
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -49,6 +44,7 @@ from integration_sync.sandbox.bitrix_shop_data import (
     move_status,
 )
 from integration_sync.sandbox.core import Clock, JsonDict, JsonResponse, Service, json_dumps, read_json
+from integration_sync.sandbox.outbox import Delivery, Outbox
 
 SHOP_KEY: Final = "sandbox-bitrix-shop-key"
 SHOP_WEBHOOK_TOKEN: Final = "sandbox-bitrix-shop-webhook-token"  # noqa: S105 (published, sandbox only)
@@ -100,112 +96,42 @@ def _bad_date(name: str) -> date:
     raise ValueError(f"{name} must be YYYY-MM-DD")
 
 
-@dataclass
-class _Delivery:
-    id: int
-    url: str
-    order_id: int | None
-    body: bytes
-    attempt: int = 0
-    due: float = 0.0
+class ShopSender(Outbox):
+    """The shop agent: sends queued events, retries after 1, 5, 30 min, then every 30 min, up to
+    MAX_ATTEMPTS; a 2xx ends it, and so does a changed or removed receiver address."""
 
-
-class ShopSender:
-    """The shop agent: sends queued events from its own thread, retries, logs every attempt."""
+    thread_name = "bitrix-shop-agent"
 
     def __init__(self) -> None:
-        self.time_scale = 1 / 300
+        super().__init__(1 / 300, ANSWER_TIMEOUT_S)
         self.url: str | None = None
         self.legacy = False  # the seed's format: the token inside the body, no signature
-        self.attempts: list[JsonDict] = []
-        self._queue: list[_Delivery] = []
-        self._ids = itertools.count(1)
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._generation = 0
 
-    def reset(self, time_scale: float) -> None:
-        with self._cond:
-            self.time_scale, self.url = time_scale, None
-            self._queue.clear()
-            self.attempts.clear()
-            self._generation += 1
-            self._cond.notify_all()
+    def on_reset(self) -> None:
+        self.url = None
 
     def subscribe(self, url: str | None) -> None:
-        with self._cond:
+        with self.lock:
             self.url = url
-            if url is None:
-                self._queue.clear()
+        if url is None:
+            self.drop_queue()
 
     def submit(self, order_id: int | None, body: bytes) -> None:
-        with self._cond:
-            if self.url is None:
-                return  # no receiver configured: the module sends nothing
-            self._queue.append(_Delivery(next(self._ids), self.url, order_id, body, due=time.monotonic()))
-            self._cond.notify_all()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="bitrix-shop-agent", daemon=True)
-                self._thread.start()
-
-    def describe(self) -> list[JsonDict]:
-        with self._cond:
-            return [dict(a) for a in self.attempts]
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=ANSWER_TIMEOUT_S) as client:
-            idle_since = time.monotonic()
-            while True:
-                with self._cond:
-                    now = time.monotonic()
-                    ready = [d for d in self._queue if d.due <= now]
-                    if not ready:
-                        if not self._queue and now - idle_since > IDLE_EXIT_S:
-                            self._thread = None
-                            return
-                        wait = min((d.due for d in self._queue), default=now + IDLE_EXIT_S) - now
-                        self._cond.wait(max(0.01, min(wait, 0.5)))
-                        continue
-                    delivery = min(ready, key=lambda d: (d.due, d.id))
-                    self._queue.remove(delivery)
-                    generation = self._generation
-                self._deliver(client, delivery, generation)
-                idle_since = time.monotonic()
-
-    def _deliver(self, client: httpx.Client, delivery: _Delivery, generation: int) -> None:
-        delivery.attempt += 1
-        started, status, error = time.time(), None, None
         headers = {"Content-Type": "application/json"}
         if not self.legacy:
-            headers["X-Signature"] = sign(delivery.body)
-        try:
-            status = client.post(delivery.url, content=delivery.body, headers=headers).status_code
-        except httpx.TimeoutException:
-            error = "timeout"
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
-        ok = status is not None and 200 <= status < 300
-        with self._cond:
-            if generation != self._generation:
-                return  # the sandbox was reset while this was in flight
-            self.attempts.append(
-                {
-                    "delivery_id": delivery.id,
-                    "order_id": delivery.order_id,
-                    "attempt": delivery.attempt,
-                    "at": started,
-                    "status": status,
-                    "error": error,
-                    "ok": ok,
-                    "body": delivery.body.decode("utf-8", "replace"),
-                }
-            )
-            if ok or delivery.attempt >= MAX_ATTEMPTS or self.url != delivery.url:
-                return  # delivered, given up, or the receiver was changed or removed
-            delay = RETRY_DELAYS_S[min(delivery.attempt, len(RETRY_DELAYS_S)) - 1]
-            delivery.due = time.monotonic() + delay * self.time_scale
-            self._queue.append(delivery)
-            self._cond.notify_all()
+            headers["X-Signature"] = sign(body)
+        with self.lock:
+            if self.url is None:
+                return  # no receiver configured: the module sends nothing
+            self.enqueue(self.url, body, headers, order_id)
+
+    def record(self, delivery: Delivery) -> JsonDict:
+        return {"order_id": delivery.context}
+
+    def retry_delay(self, delivery: Delivery, status: int | None) -> float | None:
+        if delivery.attempt >= MAX_ATTEMPTS or self.url != delivery.url:
+            return None  # given up, or the receiver was changed or removed
+        return RETRY_DELAYS_S[min(delivery.attempt, len(RETRY_DELAYS_S)) - 1]
 
 
 class BitrixShopService(Service):
