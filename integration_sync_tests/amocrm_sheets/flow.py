@@ -102,6 +102,18 @@ def lead(control: httpx.Client, lead_id: int) -> dict[str, Any]:
     return data
 
 
+def move(control: httpx.Client, lead_id: int, status_id: int) -> None:
+    """A manager moves a lead in amoCRM (the control call: amoCRM sends its status hook)."""
+    control.post(f"/_sandbox/amocrm-seller/leads/{lead_id}/status", json={"status_id": status_id}).raise_for_status()
+
+
+def sent_status(control: httpx.Client, lead_id: int) -> int:
+    """The «Заказ отправлен» status of the lead's pipeline."""
+    pipeline_id = lead(control, lead_id)["pipeline_id"]
+    pipeline = control.get(f"/amocrm-seller/api/v4/leads/pipelines/{pipeline_id}", headers=_auth()).json()
+    return next(int(s["id"]) for s in pipeline["_embedded"]["statuses"] if s["name"].casefold() == "заказ отправлен")
+
+
 def _auth() -> dict[str, str]:
     from integration_sync.sandbox.amocrm_seller import SELLER_APP
 

@@ -17,8 +17,10 @@ from integration_sync_tests.amocrm_sheets.flow import (
     edit,
     flow_env,
     lead,
+    move,
     row_of,
     run,
+    sent_status,
 )
 from integration_sync_tests.dagster_support import asset_metadata
 
@@ -63,8 +65,8 @@ def test_a_lost_warehouse_doubles_no_row_and_moves_no_lead(
     rows = cells(control)
     lead_id = int(rows[1][0])
     # amoCRM moves the lead to «Заказ отправлен»; its row shows «У курера» (our echo)
-    sent = next(s for s in _pipeline_statuses(control, lead_id) if s[1].casefold() == "заказ отправлен")
-    control.post(f"/_sandbox/amocrm-seller/leads/{lead_id}/status", json={"status_id": sent[0]}).raise_for_status()
+    sent = sent_status(control, lead_id)
+    move(control, lead_id, sent)
     run(env, AMO_TO_SHEET)
     rows = cells(control)
     assert rows[row_of(rows, lead_id) - 1][STATUS] == layout.AT_COURIER
@@ -73,7 +75,7 @@ def test_a_lost_warehouse_doubles_no_row_and_moves_no_lead(
     run(env, EVERYTHING)  # a new warehouse: every row is found by its lead id, every cell read as it is
     after = cells(control)
     assert _ids(after) == _ids(rows)
-    assert lead(control, lead_id)["status_id"] == sent[0]  # «У курера» was never taken for an operator's won
+    assert lead(control, lead_id)["status_id"] == sent  # «У курера» was never taken for an operator's won
 
 
 def test_a_broken_header_stops_writes_and_moves_nothing(
@@ -100,8 +102,8 @@ def test_a_deleted_row_comes_back_once(sandbox_env: dict[str, str], data_dir: Pa
     rows = cells(control)
     lead_id = int(rows[2][0])
     edit(control, op="delete_row", row=3)
-    sent = next(s for s in _pipeline_statuses(control, lead_id) if s[1].casefold() == "заказ отправлен")
-    control.post(f"/_sandbox/amocrm-seller/leads/{lead_id}/status", json={"status_id": sent[0]}).raise_for_status()
+    sent = sent_status(control, lead_id)
+    move(control, lead_id, sent)
     run(env, AMO_TO_SHEET)
     run(env, AMO_TO_SHEET)
     after = _ids(cells(control))
@@ -118,21 +120,13 @@ def test_amocrm_moved_after_the_sheet_showed_it_wins_the_conflict(
     number = row_of(rows, lead_id)
     # both sides change the status before the next sync: an operator picks «Отказ», a manager wins the deal
     edit(control, cell=f"{layout.STATUS_LETTER}{number}", value=layout.REFUSED)
-    control.post(f"/_sandbox/amocrm-seller/leads/{lead_id}/status", json={"status_id": 142}).raise_for_status()
+    move(control, lead_id, 142)
     result = run(env, SHEET_TO_AMO)
     assert lead(control, lead_id)["status_id"] == 142  # the sheet's older state did not undo amoCRM's change
     assert asset_metadata(result, "amocrm__seller_lead_edits").get("conflicts_amocrm_won") == 1
     run(env, AMO_TO_SHEET)
     rows = cells(control)
     assert rows[row_of(rows, lead_id) - 1][STATUS] == layout.SUCCESS
-
-
-def _pipeline_statuses(control: httpx.Client, lead_id: int) -> list[tuple[int, str]]:
-    data = lead(control, lead_id)
-    from integration_sync_tests.amocrm_sheets.flow import _auth
-
-    pipeline = control.get(f"/amocrm-seller/api/v4/leads/pipelines/{data['pipeline_id']}", headers=_auth()).json()
-    return [(int(s["id"]), str(s["name"])) for s in pipeline["_embedded"]["statuses"]]
 
 
 def test_rows_stay_in_their_archive_across_a_rotation(
@@ -156,8 +150,8 @@ def test_rows_stay_in_their_archive_across_a_rotation(
     assert result.archived == "2026-10"
     assert cells(control, "2026-10") == archived and cells(control)[1:] == []
     lead_id = int(archived[1][0])
-    sent = next(s for s in _pipeline_statuses(control, lead_id) if s[1].casefold() == "заказ отправлен")
-    control.post(f"/_sandbox/amocrm-seller/leads/{lead_id}/status", json={"status_id": sent[0]}).raise_for_status()
+    sent = sent_status(control, lead_id)
+    move(control, lead_id, sent)
     run(env, AMO_TO_SHEET)
     old = cells(control, "2026-10")
     assert old[row_of(old, lead_id) - 1][STATUS] == layout.AT_COURIER  # updated where it is
