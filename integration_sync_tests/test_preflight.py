@@ -45,7 +45,7 @@ def test_the_sandbox_passes_doctor_clean_for_every_flow(env: dict[str, str]) -> 
     assert [(r["flow"], r["state"], r["problems"]) for r in json.loads(text)] == [
         ("abcp_bitrix24", "sandbox", []),
         ("amocrm_sheets", "sandbox", []),
-        ("cms_orders", "not configured", []),  # no sandbox settings yet (issue 13 in progress)
+        ("cms_orders", "sandbox", []),
         ("kaspi_amocrm", "sandbox", []),
         ("payments_amocrm", "sandbox", []),
     ]

@@ -36,6 +36,7 @@ def drain_inbox(
     bounds: Callable[[], tuple[date, date]],
     run_key_prefix: str,
     tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, object] | None = None,
     nothing: str = "no new events",
 ) -> dg.SensorResult | dg.SkipReason:
     """New events of `sources` → a run of `job_name` per event day (kept within the partitions that
@@ -60,7 +61,12 @@ def drain_inbox(
         by_day.setdefault(day.isoformat(), []).append(event_id)
     waiting = _waiting_days(context, job_name)
     requests = [
-        dg.RunRequest(run_key=f"{run_key_prefix}:{day}:{ids[0]}-{ids[-1]}", partition_key=day, tags=dict(tags or {}))
+        dg.RunRequest(
+            run_key=f"{run_key_prefix}:{day}:{ids[0]}-{ids[-1]}",
+            partition_key=day,
+            tags=dict(tags or {}),
+            run_config=dict(run_config or {}),
+        )
         for day, ids in sorted(by_day.items())
         if day not in waiting
     ]

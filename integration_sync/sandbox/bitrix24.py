@@ -184,6 +184,7 @@ class Bitrix24Service(DealMethods, PortalMethods, ProductMethods, ProductRowMeth
             "crm.deal.productrows.get": self.deal_productrows_get,
             "crm.stagehistory.list": self.stagehistory_list,
             "crm.product.add": self.product_add,
+            "crm.product.update": self.product_update,
             "crm.product.list": self.product_list,
         }
 

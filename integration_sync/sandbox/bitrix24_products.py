@@ -6,7 +6,7 @@ as the sum of PRICE × QUANTITY; a row needs PRODUCT_ID or PRODUCT_NAME; QUANTIT
 `get` answers the rows with their ids, OWNER_ID and OWNER_TYPE "D". A row with PRODUCT_ID of a catalog
 product and no PRODUCT_NAME takes the product's name.
 
-The catalog (`crm.product.add` / `.list`): NAME required; values answered as strings, PRICE as money
+The catalog (`crm.product.add` / `.update` / `.list`): NAME required; values answered as strings, PRICE as money
 ("15000.00"); an element added without XML_ID gets its ID as XML_ID, as iblock elements do (so a
 lookup by our own key must not take a bare number for ours); lists filter by XML_ID, NAME, ID and
 friends, 50 a page. Unconfirmed: the wording of the missing-NAME error.
@@ -124,7 +124,7 @@ class ProductRowMethods:
 
 
 class ProductMethods:
-    """`crm.product.add` / `crm.product.list` over the service's catalog."""
+    """`crm.product.add` / `.update` / `.list` over the service's catalog."""
 
     products: EntityTable
     currency: str
@@ -156,6 +156,21 @@ class ProductMethods:
             row["XML_ID"] = str(rid)  # CIBlockElement::Add: an empty XML_ID becomes the element's ID
         table.put(rid, row)
         return rid
+
+    def product_update(self, params: Mapping[str, Any]) -> MethodResult:
+        """`crm.product.update`: the given fields replace the product's (XML_ID included)."""
+        rid = entity_id(params)
+        if rid <= 0:
+            raise B24Error("The parameter id is invalid or not defined.")
+        if rid not in self.products.rows:
+            raise B24Error("Not found")
+        row = dict(self.products.rows[rid])
+        self._apply_scalars(self.products, row, self._fields_param(params), update=True)
+        if not str(row.get("NAME") or "").strip():
+            raise B24Error("Field NAME is required.")
+        row["TIMESTAMP_X"] = self._now_iso()
+        self.products.put(rid, row)
+        return MethodResult(True)
 
     def product_list(self, params: Mapping[str, Any]) -> MethodResult:
         return self._list(self.products, params)

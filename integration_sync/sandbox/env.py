@@ -17,7 +17,7 @@ DEFAULT_RECEIVER_URL = "http://127.0.0.1:8001"
 SANDBOX_DAYS = 30
 # The flows' first partitions: in the sandbox, the first day of its data, so "the last days" are a short
 # list to choose from, not every day since 2024.
-START_DATE_VARS = ("ABCP_START_DATE", "KASPI_START_DATE", "PAYMENTS_START_DATE", "SHEETS_START_DATE")
+START_DATE_VARS = ("ABCP_START_DATE", "KASPI_START_DATE", "PAYMENTS_START_DATE", "SHEETS_START_DATE", "CMS_START_DATE")
 
 
 def sandbox_start_date(days: int = SANDBOX_DAYS, now: datetime | None = None) -> str:

@@ -101,10 +101,11 @@ class ContactWrite:
 @dataclass(frozen=True)
 class DealWrite:
     """One record: a deal to add (`deal_id` None) or update with `fields`, its contact, and the
-    product rows to set (`crm.deal.productrows.set` replaces all of a deal's rows; None: untouched)."""
+    product rows to set (`crm.deal.productrows.set` replaces all of a deal's rows; None: untouched).
+    `fields` None: no deal at all, only the contact (a flow pushing contacts of their own)."""
 
     key: str
-    fields: Mapping[str, Any]
+    fields: Mapping[str, Any] | None
     deal_id: str | None = None
     contact: ContactWrite | None = None
     product_rows: Sequence[Mapping[str, Any]] | None = None
@@ -245,6 +246,8 @@ class Bitrix24Crm:
                         fields[kind] = multi(appended)
                 if fields:
                     packed.commands.append((f"k{key}", "crm.contact.update", {"id": contact.id, "fields": fields}))
+        if write.fields is None:
+            return packed
         deal_ref = write.deal_id
         if write.deal_id is None:
             fields = dict(write.fields)

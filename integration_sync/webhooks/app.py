@@ -25,7 +25,8 @@ registers them through its `FlowPlugin.routes`) and the payments flow's endpoint
    already in the inbox; 503 when the inbox cannot be written (the platform retries).
 
 No input yields a 500. ``GET /webhook/health`` → ``{"status": "ok", "inbox_events": n}``.
-One log line per request: status, payment_id and latency; never the signature, secret or body.
+One log line per request: status, payment_id and latency; never the signature, secret or body. One
+receipt per request (`receipts`; delivery lag from a verified ``X-Timestamp``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -55,6 +57,7 @@ from integration_sync.webhooks.answers import Refused, read_body, same
 from integration_sync.webhooks.inbox import PAYMENT_SOURCE, EventStatus, Inbox, InboxWriter, payment_key
 from integration_sync.webhooks.limits import PayloadRefused, load_json
 from integration_sync.webhooks.models import PaymentWebhook
+from integration_sync.webhooks.receipts import Outcome, ReceiptLog, receipt_log, refusal_outcome
 from integration_sync.webhooks.settings import ReceiverSettings
 
 logger = logging.getLogger(__name__)
@@ -95,6 +98,14 @@ def verify(settings: ReceiverSettings, headers: Any, body: bytes, now: float | N
     raise Refused(401, {"error": "missing signature"})
 
 
+def _signed_at(headers: Any) -> datetime | None:
+    """The verified ``X-Timestamp`` (the platform's send time), if any."""
+    try:
+        return datetime.fromtimestamp(float(headers["x-timestamp"].strip()), UTC)
+    except (KeyError, ValueError, OverflowError, OSError):
+        return None
+
+
 def _parse(body: bytes) -> tuple[str, PaymentWebhook]:
     try:
         data = load_json(body)
@@ -113,15 +124,21 @@ def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
     """`POST /webhook/payment`, registered by the payments flow (see the module docstring)."""
     settings: ReceiverSettings = context.app_state.settings
     writer: InboxWriter = context.app_state.writer
+    receipts = receipt_log(context.app_state)
     if not settings.secret.get_secret_value():
         return []  # the payments flow is not configured on this receiver: no route, a 404
 
     async def payment(request: Request) -> Response:
         started = time.monotonic()
+        received_at = datetime.now(UTC)
         payment_id: str | None = None
+        sent_at: datetime | None = None
+        outcome: Outcome
         try:
             body = await read_body(request, settings.max_body_bytes)
             verify(settings, request.headers, body)
+            if request.headers.get("x-signature") is not None:  # the timestamp is signed only then
+                sent_at = _signed_at(request.headers)
             text, webhook = _parse(body)
             order = webhook.course_order
             payment_id = order.payment_id
@@ -139,21 +156,21 @@ def payment_routes(context: ReceiverContext) -> list[BaseRoute]:
             if event_id is None:
                 raise Refused(409, {"error": "duplicate", "payment_id": payment_id})
             if reason is not None:
-                code, answer = 202, {"status": "skipped", "reason": reason, "event_id": event_id}
+                code, answer, outcome = 202, {"status": "skipped", "reason": reason, "event_id": event_id}, "skipped"
             else:
-                code, answer = 200, {"status": "accepted", "event_id": event_id}
+                code, answer, outcome = 200, {"status": "accepted", "event_id": event_id}, "accepted"
         except Refused as rejection:
             code, answer = rejection.status, rejection.body
+            outcome = "duplicate" if code == 409 else refusal_outcome(code)
         except ClientDisconnect:
-            code, answer = 400, {"error": "client disconnected"}
+            code, answer, outcome = 400, {"error": "client disconnected"}, "refused_payload"
         except Exception as exc:  # never a 500 on input
             logger.warning("webhook payment unexpected %s", type(exc).__name__)
-            code, answer = 400, {"error": "bad request"}
-        logger.info(
-            "webhook payment status=%s payment_id=%s latency_ms=%.1f",
-            code,
-            _safe(payment_id),
-            (time.monotonic() - started) * 1000,
+            code, answer, outcome = 400, {"error": "bad request"}, "error"
+        latency_ms = (time.monotonic() - started) * 1000
+        logger.info("webhook payment status=%s payment_id=%s latency_ms=%.1f", code, _safe(payment_id), latency_ms)
+        receipts.record(
+            SOURCE, code, outcome, received_at=received_at, latency_ms=latency_ms, order_id=payment_id, sent_at=sent_at
         )
         return JSONResponse(answer, status_code=code)
 
@@ -166,6 +183,7 @@ def create_app(settings: ReceiverSettings) -> Starlette:
     register_secrets(*(v for v in (settings.secret.get_secret_value(), os.environ.get("SHEETS_WEBHOOK_SECRET")) if v))
     inbox = Inbox(settings.inbox_path)
     writer = InboxWriter(inbox)
+    receipts = ReceiptLog(inbox)  # before the routes: they find it in the state
 
     async def health(request: Request) -> Response:
         try:
@@ -178,8 +196,9 @@ def create_app(settings: ReceiverSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         writer.close()
+        receipts.close()
 
-    state = SimpleNamespace(settings=settings, inbox=inbox, writer=writer)
+    state = SimpleNamespace(settings=settings, inbox=inbox, writer=writer, receipts=receipts)
     context = ReceiverContext(env=os.environ, app_state=state)
     routes: list[BaseRoute] = [Route("/webhook/health", health, methods=["GET"])]
     for flow in plugins():
@@ -188,5 +207,6 @@ def create_app(settings: ReceiverSettings) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.inbox = inbox
     app.state.writer = writer
+    app.state.receipts = receipts
     app.state.settings = settings
     return app

@@ -14,7 +14,8 @@ In this order:
    ``{"status": "duplicate"}`` for an exact re-delivery (the shop's agent must not retry it forever),
    503 when the inbox cannot be written. The stored payload is the body (without a ``token``).
 
-Never a 500 (anything unexpected → 400). One log line per request: status, order id, latency.
+Never a 500 (anything unexpected → 400). One log line per request: status, order id, latency; and one
+receipt (`receipts`: outcome, latency, delivery lag from the body's ``sent_at``) for the flow's metrics.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import json
 import logging
 import sqlite3
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,14 +38,24 @@ from starlette.routing import Route
 from integration_sync.connectors.redaction import register_secrets
 from integration_sync.lib.registry import ReceiverContext
 from integration_sync.webhooks.answers import Refused, read_body, same
-from integration_sync.webhooks.bitrix_order import PING_EVENT, SOURCE, OrderWebhook, decode_body
+from integration_sync.webhooks.bitrix_order import PING_EVENT, SOURCE, OrderWebhook, ShopDate, decode_body
 from integration_sync.webhooks.inbox import InboxWriter
 from integration_sync.webhooks.limits import PayloadRefused
+from integration_sync.webhooks.receipts import Outcome, receipt_log, refusal_outcome
 
 logger = logging.getLogger(__name__)
 
 PATH = "/webhooks/bitrix/order"
 DEFAULT_MAX_BODY = 64 * 1024
+_SHOP_DATE: TypeAdapter[datetime | None] = TypeAdapter(ShopDate | None)
+
+
+def sent_time(value: Any) -> datetime | None:
+    """The body's ``sent_at`` as an aware datetime (the order dates' formats), None when absent or unreadable."""
+    try:
+        return _SHOP_DATE.validate_python(value)
+    except (ValidationError, ValueError, TypeError):
+        return None
 
 
 def _refusal(refused: PayloadRefused) -> Refused:
@@ -84,11 +96,15 @@ def bitrix_order_routes(context: ReceiverContext) -> list[Route]:
     settings = getattr(context.app_state, "settings", None)
     limit = int(getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY))
     writer: InboxWriter = context.app_state.writer
+    receipts = receipt_log(context.app_state)
 
     async def order_hook(request: Request) -> Response:
         started = time.monotonic()
+        received_at = datetime.now(UTC)
         order_id: int | None = None
+        sent_at: datetime | None = None
         answer: dict[str, Any]
+        outcome: Outcome
         try:
             body = await read_body(request, limit)
             authenticate(token, token_in_body, request.headers.get("x-signature"), body)
@@ -98,22 +114,30 @@ def bitrix_order_routes(context: ReceiverContext) -> list[Route]:
                 raise _refusal(refused) from None
             # the token is a secret: never stored with the event, however the request was authenticated
             had_token = isinstance(data, dict) and data.pop("token", None) is not None
+            if isinstance(data, dict):
+                sent_at = sent_time(data.get("sent_at"))
             if isinstance(data, dict) and data.get("event") == PING_EVENT:
-                code, answer = 200, {"status": "ok"}
+                code, answer, outcome = 200, {"status": "ok"}, "ping"
             else:
                 code, answer, order_id = await _store(writer, data, body, recoded, had_token)
+                outcome = "duplicate" if answer["status"] == "duplicate" else "accepted"
         except Refused as refused:
-            code, answer = refused.status, refused.body
-        except ClientDisconnect:
-            code, answer = 400, {"error": "client disconnected"}
+            code, answer, outcome = refused.status, refused.body, refusal_outcome(refused.status)
+        except ClientDisconnect:  # the body never came whole: the sender's side
+            code, answer, outcome = 400, {"error": "client disconnected"}, "refused_payload"
         except Exception as exc:  # never a 500 on input
             logger.warning("webhook bitrix_order unexpected %s", type(exc).__name__)
-            code, answer = 400, {"error": "bad request"}
-        logger.info(
-            "webhook bitrix_order status=%s order_id=%s latency_ms=%.1f",
+            code, answer, outcome = 400, {"error": "bad request"}, "error"
+        latency_ms = (time.monotonic() - started) * 1000
+        logger.info("webhook bitrix_order status=%s order_id=%s latency_ms=%.1f", code, order_id, latency_ms)
+        receipts.record(
+            SOURCE,
             code,
-            order_id,
-            (time.monotonic() - started) * 1000,
+            outcome,
+            received_at=received_at,
+            latency_ms=latency_ms,
+            order_id=order_id,
+            sent_at=sent_at,
         )
         return JSONResponse(answer, status_code=code)
 

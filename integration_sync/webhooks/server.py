@@ -49,6 +49,7 @@ class ReceiverServer(BackgroundServer):
     def stop(self) -> None:
         super().stop()
         self.app.state.writer.close()  # uvicorn runs here without lifespan events
+        self.app.state.receipts.close()  # the receipts still queued are written
 
 
 def main() -> None:

@@ -181,6 +181,13 @@ def test_sandbox_env_points_connectors_at_the_sandbox(server: SandboxServer, cli
         "SHEETS_WEBHOOK_SECRET": "sandbox-amocrm-hook-path-secret",
         "SHEETS_WEBHOOK_BASE_URL": "http://127.0.0.1:8001",
         "INITIAL_SYNC_DATE_FROM": (datetime.now(UTC).date() - timedelta(days=30)).isoformat(),
+        "BITRIX_WEBHOOK_URL": f"{server.base_url}/bitrix-shop/bitrix/tools/webhook/",
+        "BITRIX_WEBHOOK_KEY": "sandbox-bitrix-shop-key",
+        "WEBHOOK_TOKEN": "sandbox-bitrix-shop-webhook-token",
+        "CMS_SHOP_URL": f"{server.base_url}/bitrix-shop",
+        "CMS_B24_WEBHOOK_URL": f"{server.base_url}/bitrix24-shop/rest/1/sandboxshopb24hook/",
+        "CMS_B24_DEAL_CATEGORY_ID": "3",
+        "CMS_RECEIVER_URL": "http://127.0.0.1:8001",
     }
     assert sandbox_env(server.base_url, "http://h:9")["WEBHOOK_URL"] == "http://h:9/webhook/payment"
     assert sandbox_env(server.base_url, "http://h:9")["SHEETS_WEBHOOK_BASE_URL"] == "http://h:9"
