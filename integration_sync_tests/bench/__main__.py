@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from integration_sync_tests.bench import abcp_bitrix24, amocrm_sheets, kaspi_amocrm, payments_amocrm
+from integration_sync_tests.bench import abcp_bitrix24, amocrm_sheets, cms_orders, kaspi_amocrm, payments_amocrm
 from integration_sync_tests.bench.results import Result, report
 
 
@@ -17,7 +17,7 @@ def main() -> int:
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument(
         "--only",
-        choices=["abcp_bitrix24", "kaspi_amocrm", "payments_amocrm", "amocrm_sheets"],
+        choices=["abcp_bitrix24", "kaspi_amocrm", "payments_amocrm", "amocrm_sheets", "cms_orders"],
         help="run one flow's benchmarks",
     )
     args = parser.parse_args()
@@ -32,18 +32,22 @@ def main() -> int:
         results += payments_amocrm.payments_benchmarks(quick=args.quick)
     elif args.only == "amocrm_sheets":
         results += amocrm_sheets.sheets_benchmarks(quick=args.quick)
+    elif args.only == "cms_orders":
+        results += cms_orders.cms_benchmarks(quick=args.quick)
     elif args.quick:
         results += abcp_bitrix24.push_benchmarks(users=500, changed=100)
         results += abcp_bitrix24.ingest_benchmarks(count=50_000, baseline_count=2_000)
         results += kaspi_amocrm.push_benchmarks(orders=200, days=2)
         results += payments_amocrm.payments_benchmarks(quick=True)
         results += amocrm_sheets.sheets_benchmarks(quick=True)
+        results += cms_orders.cms_benchmarks(quick=True)
     else:
         results += abcp_bitrix24.push_benchmarks()
         results += abcp_bitrix24.ingest_benchmarks()
         results += kaspi_amocrm.push_benchmarks()
         results += payments_amocrm.payments_benchmarks(quick=False)
         results += amocrm_sheets.sheets_benchmarks(quick=False)
+        results += cms_orders.cms_benchmarks(quick=False)
     ok = report(results, Path(args.output))
     return 0 if ok else 1
 

@@ -53,20 +53,26 @@ def run(
     from_export: bool = True,
     run_config: Mapping[str, Any] | None = None,
     raise_on_error: bool = True,
+    instance: dg.DagsterInstance | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """The selection over the last `days` Kazakhstan days (unpartitioned assets run once)."""
+    """The selection over the last `days` Kazakhstan days (unpartitioned assets run once), with the
+    flow's checks of the selected assets."""
     config: dict[str, Any] = {"ops": {}}
     if shop_orders in selection:
         config["ops"][ORDERS_OP] = {"config": {"from_export": from_export}}
     if run_config:
         config["ops"].update(run_config)
+    keys = {key for asset in selection for key in asset.keys}
+    selection = [*selection, *(c for c in FLOW.all_checks if {k.asset_key for k in c.check_keys} <= keys)]
     if not any(a.partitions_def for a in selection):
         with environment(env):
             return dg.materialize(
                 list(selection),
                 resources=resources(),
-                instance=dg.DagsterInstance.ephemeral(),
+                instance=instance or dg.DagsterInstance.ephemeral(),
                 run_config=config,
+                tags=dict(tags or {}),
                 raise_on_error=raise_on_error,
             )
     last = today()
@@ -75,10 +81,11 @@ def run(
         return dg.materialize(
             list(selection),
             resources=resources(),
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=instance or dg.DagsterInstance.ephemeral(),
             tags={
                 "dagster/asset_partition_range_start": first.isoformat(),
                 "dagster/asset_partition_range_end": last.isoformat(),
+                **(tags or {}),
             },
             run_config=config,
             raise_on_error=raise_on_error,

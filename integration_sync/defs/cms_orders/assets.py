@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from integration_sync.defs.cms_orders.metrics import webhook_metadata
 from integration_sync.defs.cms_orders.resources import CmsOrdersResource, ShopEndpointResource
 from integration_sync.defs.cms_orders.settings import FLOW
 from integration_sync.defs.cms_orders.source import Unreadable, export_catalog, export_versions, inbox_versions
@@ -98,6 +99,7 @@ def shop_orders(
     }
     if turned:
         metadata["turned_away_sample"] = samples_table(turned[:20])
+    metadata.update(webhook_metadata(cms_orders.inbox_path))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -7,7 +7,7 @@
   re-sent when lost, so they could only speed this up; the history is the source.
 - `cms_orders_reconciliation` (every 15 min): yesterday and today again from the export and the inbox,
   so an order whose webhook never came is still synced.
-- `cms_retry` (every 2 min): a push again while records wait in the retry log or the last run failed,
+- `cms_retry` (every minute): a push again while records wait in the retry log or the last run failed,
   so the flow recovers within 5 minutes of the shop or Bitrix24 coming back.
 """
 
@@ -18,6 +18,7 @@ import dagster as dg
 from integration_sync.defs.cms_orders.assets import GROUP, STAGES_KEY, kazakhstan_days, partition_bounds
 from integration_sync.defs.cms_orders.pushes import DEALS_PUSH, STATUS_PUSH
 from integration_sync.defs.cms_orders.settings import CmsSettings
+from integration_sync.defs.resources import Bitrix24Resource
 from integration_sync.defs.runs import WAITING
 from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
 from integration_sync.lib.inbox_sensor import drain_inbox
@@ -77,16 +78,17 @@ def shop_order_hooks(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     job=cms_status_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"bitrix24_shop"},
 )
-def deal_stage_moves(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def deal_stage_moves(
+    context: dg.SensorEvaluationContext, bitrix24_shop: Bitrix24Resource
+) -> dg.SensorResult | dg.SkipReason:
     """A deal moved in Bitrix24 since the last look → a run of `cms_status_job`."""
     unready = not_ready(GROUP)
     if unready is not None:
         return unready
     seen_id, _, seen_at = (context.cursor or "").partition("|")
     since = datetime.fromisoformat(seen_at) - STAGE_POLL_OVERLAP if seen_at else datetime.now(UTC) - STAGE_POLL_OVERLAP
-    with context.resources.bitrix24_shop.client() as client:
+    with bitrix24_shop.client() as client:
         moves = read_stage_history(client, category_id=CmsSettings.from_env().category_id, since=since)
     newest = max((m.id for m in moves), default=0)
     last = int(seen_id) if seen_id.isdigit() else 0
@@ -134,13 +136,13 @@ def _waiting(context: dg.ScheduleEvaluationContext) -> bool:
 
 @dg.schedule(
     job=cms_push_job,
-    cron_schedule="*/2 * * * *",
+    cron_schedule="* * * * *",
     execution_timezone="Asia/Almaty",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 @skip_while_running(GROUP)
 def cms_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """Every 2 minutes: push again while records wait for a retry or the last run failed."""
+    """Every minute: push again while records wait for a retry or the last run failed."""
     if not _waiting(context):
         return dg.SkipReason("nothing waits for a retry")
     return dg.RunRequest(run_key=f"retry@{context.scheduled_execution_time:%Y-%m-%dT%H:%M}")

@@ -6,13 +6,15 @@ never to be confused with `CMS_B24_WEBHOOK_URL`/`B24_WEBHOOK_URL` (the Bitrix24 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from integration_sync.connectors.bitrix_shop import BitrixShopClient
 from integration_sync.connectors.ratelimit import RateLimiter
-from integration_sync.defs.cms_orders.settings import CmsSettings
+from integration_sync.defs.cms_orders.settings import SETTING_VARS, CmsSettings
 from integration_sync.defs.resources import account_hash, data_dir, env_float
 from integration_sync.webhooks.settings import inbox_path_from_env
 
@@ -32,13 +34,14 @@ class ShopEndpointResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class CmsOrdersResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The flow's settings (`CmsSettings.from_env`: pipeline, status ↔ stage maps, conflict rule) and
-    the webhook inbox the receiver writes."""
+    """The flow's settings (`CmsSettings`: pipeline, status ↔ stage maps, conflict rule), as the
+    `CMS_*` variables held them when the definitions loaded, and the webhook inbox the receiver writes."""
 
     inbox_path: str
+    variables: dict[str, str] = Field(default_factory=dict)
 
     def settings(self) -> CmsSettings:
-        return CmsSettings.from_env()
+        return CmsSettings.from_env(self.variables)
 
 
 def shop_endpoint_resource() -> ShopEndpointResource:
@@ -51,4 +54,5 @@ def shop_endpoint_resource() -> ShopEndpointResource:
 
 
 def cms_orders_resource() -> CmsOrdersResource:
-    return CmsOrdersResource(inbox_path=str(inbox_path_from_env()))
+    variables = {name: value for name in SETTING_VARS if (value := os.environ.get(name)) is not None}
+    return CmsOrdersResource(inbox_path=str(inbox_path_from_env()), variables=variables)

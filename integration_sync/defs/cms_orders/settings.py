@@ -19,11 +19,21 @@ FLOW = "cms_orders"
 DEFAULT_STATUS_STAGES = "N:NEW,P:PREPARATION,S:FINAL_INVOICE,F:WON,D:LOSE"
 DEFAULT_STAGE_STATUSES = "FINAL_INVOICE:S,WON:F,LOSE:D"
 CONFLICT_RULES = ("newer", "shop", "crm")
+SETTING_VARS = (
+    "CMS_B24_DEAL_CATEGORY_ID",
+    "CMS_STATUS_STAGE_MAP",
+    "CMS_STAGE_STATUS_MAP",
+    "CMS_CONFLICT_WINNER",
+    "CMS_PHONE_REGION",
+    "CMS_DEAL_TITLE_PREFIX",
+    "CMS_MAX_ATTEMPTS",
+)
 ConflictRule = Literal["newer", "shop", "crm"]
 # Retries of a record the shop or Bitrix24 refused: the delay doubles from 30 s and stops growing
-# at 4 min, so a record waiting out an outage is sent within 5 minutes of the service's return.
+# at 2 min; with the retry schedule every minute a waiting record is sent within 3 minutes of the
+# service's return (the seed's goal: recovered within 5). An outage costs no attempt and no delay.
 RETRY_BACKOFF_S = 30.0
-RETRY_BACKOFF_MAX_S = 240.0
+RETRY_BACKOFF_MAX_S = 120.0
 
 
 def _pairs(name: str, text: str, *, stage_keys: bool) -> dict[str, str]:
