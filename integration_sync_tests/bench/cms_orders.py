@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import pstats
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import httpx
 
 from integration_sync.sandbox.env import sandbox_env
@@ -32,6 +34,7 @@ FLOW = "cms_orders"
 PORTAL = "bitrix24-shop"
 DEALS = "bitrix24__shop_deals"
 PUSHES = ("bitrix24__shop_products", "bitrix24__shop_contacts", DEALS)
+MIN_IDEAL_S = 60.0
 
 
 @contextmanager
@@ -66,10 +69,18 @@ def _days(config_days: int) -> int:
     return config_days + 2  # every Kazakhstan day of the sandbox's data, both edges included
 
 
+def forward(env: dict[str, str], days: int) -> dg.ExecuteInProcessResult:
+    """FORWARD over the sandbox's days; its ephemeral instance freed now, in this thread (freed in a
+    server thread later, its SQLite connections log errors)."""
+    result = flow.run(env, flow.FORWARD, days=_days(days))
+    gc.collect()
+    return result
+
+
 def requests_per_order(orders: int = 2_000, days: int = 5) -> list[Result]:
     with shop_sandbox(orders, days) as (_, control, env):
         before = portal_requests(control)
-        result = flow.run(env, flow.FORWARD, days=_days(days))
+        result = forward(env, days)
         total = portal_requests(control) - before
     deals = asset_metadata(result, DEALS)
     created = int(deals["created"])
@@ -106,19 +117,21 @@ def migration(orders: int = 10_000, days: int = 30, profile: bool = False) -> li
         started = time.monotonic()
         if profiler:
             profiler.enable()
-        result = flow.run(env, flow.FORWARD, days=_days(days))
+        result = forward(env, days)
         if profiler:
             profiler.disable()
         elapsed = time.monotonic() - started
         requests = portal_requests(control) - before
         again_started = time.monotonic()
-        again = flow.run(env, flow.FORWARD, days=_days(days))
+        again = forward(env, days)
         again_s = time.monotonic() - again_started
         again_requests = portal_requests(control) - before - requests
     meta = asset_metadata(result, DEALS)
     loaded = asset_metadata(result, "bitrix_cms__shop_orders")
     ideal = max(requests - burst, 0) / rate
     ratio = elapsed / max(ideal, 1e-9)
+    # with a minute or less of waiting on the limit (quick volumes) the run's fixed cost is the ratio
+    applied = ideal >= MIN_IDEAL_S
     unaccounted = int(meta["orders_unaccounted"])
     rerun = {node: asset_metadata(again, node)["api_requests"] for node in PUSHES}
     if profiler:
@@ -132,8 +145,9 @@ def migration(orders: int = 10_000, days: int = 30, profile: bool = False) -> li
             ratio,
             "x",
             "<= 1.15",
-            ratio <= 1.15,
-            f"{elapsed:.1f} s for {requests} requests vs {ideal:.1f} s at {rate:g} req/s after a burst of {burst}",
+            ratio <= 1.15 or not applied,
+            f"{elapsed:.1f} s for {requests} requests vs {ideal:.1f} s at {rate:g} req/s after a burst of {burst}"
+            + ("" if applied else f"; goal not applied: ideal under {MIN_IDEAL_S:g} s"),
         ),
         Result(
             FLOW,
@@ -163,7 +177,7 @@ def cms_benchmarks(quick: bool = False) -> list[Result]:
 
     results = requests_per_order(orders=300 if quick else 2_000)
     results += migration(orders=1_000 if quick else 10_000)
-    results += status_latency(moves=6 if quick else 20)
+    results += status_latency(moves=6 if quick else 20, spread_s=45 if quick else 150)
     results += receiver_benchmarks(seconds=3 if quick else 10)
     return results
 

@@ -8,10 +8,12 @@ Not counted: the daemon's run launch (a new process, a few seconds on the bench 
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import dagster as dg
@@ -82,7 +84,8 @@ def status_latency(moves: int = 20, spread_s: float = 150.0) -> list[Result]:
     rng = random.Random(11)
     runs = 0
     run_seconds: list[float] = []
-    with shop_sandbox(orders=max(120, moves * 6), days=2, seed=21) as (server, control, env):
+    with ExitStack() as stack:
+        server, control, env = stack.enter_context(shop_sandbox(orders=max(120, moves * 6), days=2, seed=21))
         flow.run(env, flow.EVERYTHING, days=4)
         deals = {int(d["ORIGIN_ID"]): str(d["ID"]) for d in flow.deals(control) if d.get("ORIGINATOR_ID")}
         open_orders = [
@@ -95,7 +98,7 @@ def status_latency(moves: int = 20, spread_s: float = 150.0) -> list[Result]:
         chosen = rng.sample(open_orders, moves)
         offsets = sorted(rng.uniform(2, spread_s) for _ in range(moves))
         plan = [(t, deals[o], o, rng.choice(list(STAGE_STATUS))) for t, o in zip(offsets, chosen, strict=True)]
-        instance = dg.DagsterInstance.ephemeral()
+        instance = stack.enter_context(dg.DagsterInstance.ephemeral())
         with environment(env):
             resources: dict[str, Any] = {"bitrix24_shop": flow.resources()["bitrix24_shop"]}
         cursor: str | None = None
@@ -110,6 +113,7 @@ def status_latency(moves: int = 20, spread_s: float = 150.0) -> list[Result]:
 
         if tick():  # the first look (no cursor): the setup's own history rows
             flow.run(env, flow.BACK)
+        gc.collect()
         with _Watcher(server.base_url) as watcher:
             mover = threading.Thread(target=_mover, args=(server.base_url, plan, watcher), daemon=True)
             mover.start()
@@ -122,6 +126,7 @@ def status_latency(moves: int = 20, spread_s: float = 150.0) -> list[Result]:
                     started = time.monotonic()
                     flow.run(env, flow.BACK)
                     run_seconds.append(time.monotonic() - started)
+                    gc.collect()  # the run's instance freed here, not in the watcher's thread (SQLite objects)
                     runs += 1
             mover.join(timeout=5)
             time.sleep(0.5)

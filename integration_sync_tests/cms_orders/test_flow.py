@@ -13,7 +13,9 @@ from typing import Any
 
 import duckdb
 import httpx
+import pytest
 
+from integration_sync import cli
 from integration_sync.connectors.bitrix24 import Bitrix24Client
 from integration_sync.sandbox.bitrix_shop import SHOP_WEBHOOK_TOKEN
 from integration_sync.webhooks.server import ReceiverServer
@@ -36,7 +38,6 @@ def sql(env: dict[str, str], query: str, params: list[Any] | None = None) -> lis
 def export_orders(control: httpx.Client, env: dict[str, str]) -> list[dict[str, Any]]:
     url = env["BITRIX_WEBHOOK_URL"] + "export"
     headers = {"X-Api-Key": env["BITRIX_WEBHOOK_KEY"]}
-    first = (flow.today().replace(day=1)).isoformat()
     items: list[dict[str, Any]] = []
     page = 1
     while True:
@@ -48,7 +49,6 @@ def export_orders(control: httpx.Client, env: dict[str, str]) -> list[dict[str, 
         if page >= body["pages"]:
             return items
         page += 1
-    del first
 
 
 def test_the_migration_puts_every_order_in_bitrix24_or_quarantine_and_a_rerun_costs_nothing(
@@ -180,3 +180,32 @@ def test_a_lost_warehouse_finds_every_deal_contact_and_product_instead_of_doubli
     assert len(shop_deals(control)) == deals
     assert len(control.get("/_sandbox/bitrix24-shop/contacts").json()) == contacts
     assert asset_metadata(result, "bitrix24__shop_products")["created"] == 0
+
+
+def test_a_day_loaded_again_keeps_export_only_orders_and_trace_shows_a_quarantined_one(
+    sandbox_env: dict[str, str],
+    data_dir: Path,
+    control: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    control.post("/_sandbox/reset", json={"seed": 7, "shop_orders": 80, "days": 2}).raise_for_status()
+    env = flow.flow_env(sandbox_env, data_dir)
+    flow.run(env, flow.FORWARD)
+    # the same days again, from the inbox only (which never saw these orders): nothing is dropped
+    result = flow.run(env, [flow.shop_orders, flow.shop_deals], from_export=False)
+    assert sql(env, "SELECT count(*) FROM cms_orders") == [(80,)]
+    assert asset_metadata(result, DEALS)["orders"] == 80 and asset_metadata(result, DEALS)["api_requests"] == 0
+
+    [(key, reason)] = sql(
+        env, "SELECT source_key, last_error FROM sync_state WHERE status = 'invalid' ORDER BY source_key LIMIT 1"
+    )
+    monkeypatch.chdir(tmp_path)
+    with environment(env):
+        code = cli.main(["trace", "cms_orders", key, "--json"])
+    out, _ = capsys.readouterr()
+    story = json.loads(out)
+    assert code == 0 and story["source"]["cms_orders"]["order"]["ID"] == int(key)
+    [state] = story["sync_state"]
+    assert state["status"] == "invalid" and state["last_error"] == reason

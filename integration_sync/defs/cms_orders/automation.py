@@ -23,6 +23,7 @@ from integration_sync.defs.runs import WAITING
 from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
 from integration_sync.lib.inbox_sensor import drain_inbox
 from integration_sync.lib.push import push_tags
+from integration_sync.sync.normalize import KAZAKHSTAN
 from integration_sync.targets.bitrix24_stages import read_stage_history
 from integration_sync.webhooks.bitrix_order import SOURCE
 
@@ -113,7 +114,7 @@ def cms_orders_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRe
     """Every 15 minutes: yesterday and today from the export and the inbox, then every push."""
     now = context.scheduled_execution_time
     first, last = partition_bounds()
-    today = min(max(now.astimezone(UTC).date(), first), last)
+    today = min(max(now.astimezone(KAZAKHSTAN).date(), first), last)
     start = max(today - timedelta(days=1), first)
     return dg.RunRequest(
         run_key=f"reconcile@{now:%Y-%m-%dT%H:%M}", tags={_RANGE_START: start.isoformat(), _RANGE_END: today.isoformat()}
