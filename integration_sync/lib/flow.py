@@ -84,6 +84,24 @@ def skip_while_running(flow: str, only: Mapping[str, str] | None = None) -> Call
     return decorate
 
 
+def last_run_failed(instance: dg.DagsterInstance, flow: str) -> bool:
+    """Whether the flow's latest finished run failed (a target down, throttling, a refused key): a
+    retry schedule pushes again even when no record is counted as waiting."""
+    records = instance.get_run_records(
+        dg.RunsFilter(tags=push_tags(flow), statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]),
+        limit=1,
+    )
+    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
+
+
+def latest_count(instance: dg.DagsterInstance, key: Sequence[str], name: str) -> int:
+    """An integer of an asset's latest materialization metadata (0 when absent)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
+    materialization = event.asset_materialization if event else None
+    value = materialization.metadata.get(name) if materialization else None
+    return int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value else 0
+
+
 @dataclass(frozen=True, eq=False)
 class SyncFlow(dg.Component):
     """One flow, declared. See the module docstring; every field but the first five is optional.

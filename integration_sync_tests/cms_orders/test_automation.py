@@ -3,12 +3,13 @@ stage-history sensor (one request a tick; a run only when a deal moved)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import httpx
 
-from integration_sync.defs.cms_orders.automation import deal_stage_moves, shop_order_hooks
+from integration_sync.defs.cms_orders.automation import cms_retry, deal_stage_moves, shop_order_hooks
 from integration_sync.defs.cms_orders.definitions import resources
 from integration_sync.sandbox.bitrix_shop import SHOP_WEBHOOK_TOKEN
 from integration_sync_tests.cms_orders import flow
@@ -67,3 +68,15 @@ def test_a_deal_moved_in_bitrix24_asks_for_one_status_run(
     assert request.run_key and request.run_key != (first.run_requests or [])[0].run_key
     result = flow.run(env, flow.BACK)
     assert asset_metadata(result, "bitrix_cms__order_statuses")["statuses_changed"] == 1
+
+
+def test_the_retry_schedule_pushes_only_while_records_wait(sandbox_env: dict[str, str], data_dir: Path) -> None:
+    env = flow.flow_env(sandbox_env, data_dir)
+    when = datetime.now(UTC)
+    with environment(env), dg.instance_for_test() as instance:
+        idle = cms_retry(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+        assert isinstance(idle, dg.SkipReason)
+        key = dg.AssetKey(["bitrix_cms", "order_statuses"])
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={"retry_queue": 2}))
+        due = cms_retry(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+    assert isinstance(due, dg.RunRequest)

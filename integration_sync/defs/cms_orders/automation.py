@@ -20,9 +20,8 @@ from integration_sync.defs.cms_orders.pushes import DEALS_PUSH, STATUS_PUSH
 from integration_sync.defs.cms_orders.settings import CmsSettings
 from integration_sync.defs.resources import Bitrix24Resource
 from integration_sync.defs.runs import WAITING
-from integration_sync.lib.flow import flow_job, not_ready, skip_while_running
+from integration_sync.lib.flow import flow_job, last_run_failed, latest_count, not_ready, skip_while_running
 from integration_sync.lib.inbox_sensor import drain_inbox
-from integration_sync.lib.push import push_tags
 from integration_sync.sync.normalize import KAZAKHSTAN
 from integration_sync.targets.bitrix24_stages import read_stage_history
 from integration_sync.webhooks.bitrix_order import SOURCE
@@ -122,17 +121,9 @@ def cms_orders_reconciliation(context: dg.ScheduleEvaluationContext) -> dg.RunRe
 
 
 def _waiting(context: dg.ScheduleEvaluationContext) -> bool:
-    for key in (DEALS_PUSH.key, STATUS_PUSH.key):
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(list(key)))
-        materialization = event.asset_materialization if event else None
-        value = materialization.metadata.get("retry_queue") if materialization else None
-        if isinstance(value, dg.IntMetadataValue) and value.value:
-            return True
-    records = context.instance.get_run_records(
-        dg.RunsFilter(tags=push_tags(GROUP), statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]),
-        limit=1,
-    )
-    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
+    if any(latest_count(context.instance, push.key, "retry_queue") for push in (DEALS_PUSH, STATUS_PUSH)):
+        return True
+    return last_run_failed(context.instance, GROUP)
 
 
 @dg.schedule(

@@ -12,9 +12,8 @@ from datetime import timedelta
 import dagster as dg
 
 from integration_sync.defs.payments_amocrm.assets import GROUP, LEADS_KEY, moscow_days, partition_bounds
-from integration_sync.lib.flow import flow_job, skip_while_running
+from integration_sync.lib.flow import flow_job, last_run_failed, latest_count, skip_while_running
 from integration_sync.lib.inbox_sensor import drain_inbox
-from integration_sync.lib.push import push_tags
 from integration_sync.webhooks.inbox import PAYMENT_SOURCE
 
 MOSCOW_TZ = "Europe/Moscow"
@@ -61,14 +60,6 @@ def payment_inbox(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     )
 
 
-def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
-    records = context.instance.get_run_records(
-        dg.RunsFilter(tags=push_tags(GROUP), statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]),
-        limit=1,
-    )
-    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
-
-
 @dg.schedule(
     job=payments_push_job,
     cron_schedule="*/5 * * * *",
@@ -79,11 +70,8 @@ def _last_run_failed(context: dg.ScheduleEvaluationContext) -> bool:
 def payments_retry(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Every 5 minutes: push again when payments are still outstanding or the last run failed (amoCRM
     down, throttled or blocked): every payment lands once amoCRM is back."""
-    event = context.instance.get_latest_materialization_event(LEADS_KEY)
-    materialization = event.asset_materialization if event else None
-    value = materialization.metadata.get("outstanding") if materialization else None
-    left = int(value.value) if isinstance(value, dg.IntMetadataValue) and value.value else 0
-    if left == 0 and not _last_run_failed(context):
+    left = latest_count(context.instance, LEADS_KEY.path, "outstanding")
+    if left == 0 and not last_run_failed(context.instance, GROUP):
         return dg.SkipReason("nothing outstanding")
     now = context.scheduled_execution_time
     return dg.RunRequest(run_key=f"retry@{now:%Y-%m-%dT%H:%M}")
