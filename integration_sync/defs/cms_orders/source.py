@@ -7,7 +7,6 @@ turned away into `ingest_rejects`, never dropped in silence.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -94,7 +93,3 @@ def export_catalog(
     users = [dict(item.data) for item in client.export("users", since, until) if _raw_id(item.data)]
     products = [dict(item.data) for item in client.export("products", since, until) if _raw_id(item.data)]
     return [u for u in users if str(u["ID"]).isdigit()], [p for p in products if str(p["ID"]).isdigit()]
-
-
-def event_payload(raw: Any) -> str:
-    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
