@@ -9,6 +9,9 @@
   lost raises `AmbiguousWriteError`: the engine then resolves again, and `resolve` reads the sheet
   afresh, so the row is found instead of appended twice.
 - A tab whose header is not the layout is never written: its leads are rejected with the reason.
+- A row's target id is `row_id(tab, lead)`: a sheet row has no id of its own and its number changes
+  with every sort, insert or delete, so the row is the tab's row holding that lead id in column A
+  (never the tab alone: every lead of a tab would share it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from integration_sync.defs.amocrm_sheets.sheet_source import SheetRow, SheetSnap
 from integration_sync.sync.engine import Change, Outcome
 
 ROW = "sheet_row"
+
+
+def row_id(tab_id: int, lead_id: int) -> str:
+    """The target id of a lead's row: its tab and the lead id its column A holds."""
+    return f"{tab_id}:{lead_id}"
 
 
 def row_values(payload: Mapping[str, Any], *, with_order: bool) -> list[str]:
@@ -77,7 +85,7 @@ class SheetDestination:
         for change in changes:
             row = rows.get(int(change.key))
             if row is not None:
-                found[change.key] = {ROW: str(row.tab_id)}
+                found[change.key] = {ROW: row_id(row.tab_id, int(change.key))}
         return found
 
     def push(self, changes: Sequence[Change]) -> list[Outcome]:
@@ -118,7 +126,7 @@ class SheetDestination:
                 written = list(row.cells)
                 written[layout.col(layout.STATUS)] = status
                 self._replace(row, tuple(written))
-            outcomes.append(Outcome(change.key, "succeeded", "update", {ROW: str(row.tab_id)}))
+            outcomes.append(Outcome(change.key, "succeeded", "update", {ROW: row_id(row.tab_id, int(change.key))}))
         if data:
             with sheets_errors(write=False):  # values.batchUpdate writes the same cells again: safe to retry
                 self.client.http_client.values_batch_update(self.sheet_id, {"valueInputOption": "RAW", "data": data})
@@ -155,7 +163,7 @@ class SheetDestination:
         for offset, change in enumerate(appends):
             cells = tuple(layout.pad(values[offset + (1 if header_missing else 0)]))
             self.snapshot.rows.append(SheetRow(active.id, active.title, first + offset, int(change.key), cells))
-        return [Outcome(c.key, "succeeded", "create", {ROW: str(active.id)}) for c in appends]
+        return [Outcome(c.key, "succeeded", "create", {ROW: row_id(active.id, int(c.key))}) for c in appends]
 
     def _replace(self, row: SheetRow, cells: tuple[str, ...]) -> None:
         """Keep the in-memory sheet as our writes left it (its fingerprint tells the poll our own writes)."""

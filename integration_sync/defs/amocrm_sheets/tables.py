@@ -87,6 +87,11 @@ SHEETS_MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(  # rows recorded by their tab alone (every lead of a tab shared one target id): tab:lead
+        "sheets_0002_row_target_ids",
+        "UPDATE id_map SET target_id = target_id || ':' || source_key"
+        " WHERE flow = 'amocrm_sheets' AND entity = 'sheet_row' AND target_id NOT LIKE '%:%';",
+    ),
 )
 
 
