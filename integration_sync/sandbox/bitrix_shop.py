@@ -151,7 +151,9 @@ class BitrixShopService(Service):
         with self.lock:
             days = volumes.get("shop_days")
             days = int(volumes.get("days", 30) if days is None else days)
-            self.users, orders = generate(seed, int(volumes.get("shop_orders", 400)), days, self.clock.now())
+            # a pinned clock gives the same data whatever time the reset takes (as the ABCP and Kaspi seeds)
+            anchor = float(int(self.clock.start_epoch if self.clock.pinned else self.clock.now()))
+            self.users, orders = generate(seed, int(volumes.get("shop_orders", 400)), days, anchor)
             self.orders = {o.id: o for o in orders}
             self._maker = OrderMaker(random.Random(f"bitrix-shop-new:{seed}"), self.users)
             self._maker.next_id = max(self.orders, default=self._maker.next_id - 1) + 1
