@@ -13,11 +13,6 @@ test kills the run process during the hold, so the kill lands exactly after that
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -37,6 +32,7 @@ from integration_sync_tests.amocrm_sheets.flow import (
     row_of,
     run,
 )
+from integration_sync_tests.crash_support import kill_at_held_write
 from integration_sync_tests.dagster_support import asset_metadata, environment
 
 CHILD = """
@@ -46,34 +42,6 @@ flow.run(json.loads(sys.argv[1]), getattr(flow, sys.argv[2]))
 """
 ORDER_COL = layout.letter(layout.ORDER_NO)
 HOLD_MS = 4_000  # long enough to kill the run in; the sandbox waits it out at teardown
-
-
-def _fired(control: httpx.Client, service: str) -> int:
-    state: Any = control.post("/_sandbox/faults", json={}).json()[service]  # {} reads the state only
-    return int((state.get("commit_then_drop") or {}).get("fired", 0))
-
-
-def _kill_at_held_write(
-    control: httpx.Client, env: dict[str, str], service: str, fault: dict[str, Any], job: str
-) -> None:
-    """Run `job` in a child process and SIGKILL it while the emulator holds the chosen write's answer."""
-    control.post("/_sandbox/faults", json={service: {"commit_then_drop": fault}}).raise_for_status()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(env), job],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _fired(control, service):
-            assert child.poll() is None, "the run ended before its write was held"
-            assert time.monotonic() < deadline, "the run never reached the chosen write"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    control.post("/_sandbox/faults", json={service: None}).raise_for_status()
 
 
 def _states(env: dict[str, str], entity: str) -> Counter[str]:
@@ -94,7 +62,9 @@ def test_rows_push_killed_after_its_append_then_rerun(
     sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
 ) -> None:
     env = flow_env(sandbox_env, data_dir)
-    _kill_at_held_write(control, env, "sheets", {"count": 1, "methods": ["post"], "hold_ms": HOLD_MS}, "AMO_TO_SHEET")
+    kill_at_held_write(
+        control, "sheets", {"count": 1, "methods": ["post"], "hold_ms": HOLD_MS}, CHILD, json.dumps(env), "AMO_TO_SHEET"
+    )
     held = _ids(cells(control))
     assert held and len(held) == len(set(held)), "the held append was applied"
     assert _states(env, "sheet_row") == Counter({"in_flight": len(held)})
@@ -143,7 +113,7 @@ def test_edits_push_killed_after_its_patch_then_rerun(
     env = flow_env(sandbox_env, data_dir)
     ordered, won = _operators_edit(control, env)
     fault = {"count": 1, "methods": ["PATCH leads"], "hold_ms": HOLD_MS}
-    _kill_at_held_write(control, env, "amocrm-seller", fault, "SHEET_TO_AMO")
+    kill_at_held_write(control, "amocrm-seller", fault, CHILD, json.dumps(env), "SHEET_TO_AMO")
     leads = _leads(control)
     moved = {lead_id: leads[lead_id]["status_id"] for lead_id in ordered}
     assert [_order_no(leads[lead_id]) for lead_id in ordered] == ["Z-0", "Z-1", "Z-2"], "the PATCH was applied"
@@ -175,7 +145,7 @@ def test_edits_push_killed_before_its_patch_then_rerun(
     before = _leads(control)
     # the edits are marked in flight, then the push re-reads its leads: killed there, no PATCH sent
     fault = {"count": 1, "methods": ["GET leads"], "hold_ms": HOLD_MS}
-    _kill_at_held_write(control, env, "amocrm-seller", fault, "SHEET_TO_AMO")
+    kill_at_held_write(control, "amocrm-seller", fault, CHILD, json.dumps(env), "SHEET_TO_AMO")
     assert requests_of(control, "amocrm-seller").get("PATCH leads", 0) == 0
     assert _states(env, "lead_edit") == Counter({"in_flight": len(ordered) + 1})
 

@@ -4,11 +4,6 @@ cleanup): run again, every order ends with exactly one deal."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +11,7 @@ import httpx
 
 from integration_sync_tests.cms_orders import flow
 from integration_sync_tests.cms_orders.test_flow import DEALS, shop_deals
+from integration_sync_tests.crash_support import held_writes, kill_at_held_write
 from integration_sync_tests.dagster_support import asset_metadata
 
 CHILD = """
@@ -32,11 +28,6 @@ def _prepare(sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client)
     return env
 
 
-def _fired(control: httpx.Client) -> int:
-    state = control.post("/_sandbox/faults", json={}).json()["bitrix24-shop"]  # {} reads the state only
-    return int(state.get("commit_then_drop", {}).get("fired", 0))
-
-
 def _assert_one_deal_per_order(control: httpx.Client, meta: dict[str, object]) -> None:
     deals = shop_deals(control)
     assert max(Counter(d["ORIGIN_ID"] for d in deals).values()) == 1
@@ -50,7 +41,7 @@ def test_an_answer_lost_after_the_write_makes_no_second_deal(
     drop = {"count": 1, "methods": ["batch"], "skip": 2}  # the third batch: a write, committed, answer lost
     control.post("/_sandbox/faults", json={"bitrix24-shop": {"commit_then_drop": drop}}).raise_for_status()
     first = flow.run(env, [flow.shop_orders, flow.shop_deals], raise_on_error=False)
-    assert _fired(control) == 1
+    assert held_writes(control, "bitrix24-shop") == 1
     control.post("/_sandbox/faults", json={"bitrix24-shop": None}).raise_for_status()
     result = first if first.success and asset_metadata(first, DEALS)["orders_unaccounted"] == 0 else None
     if result is None:
@@ -63,25 +54,9 @@ def test_a_push_killed_mid_run_then_rerun_makes_every_deal_once(
 ) -> None:
     env = _prepare(sandbox_env, data_dir, control)
     drop = {"count": 1, "methods": ["batch"], "skip": 3, "hold_ms": 20_000}
-    control.post("/_sandbox/faults", json={"bitrix24-shop": {"commit_then_drop": drop}}).raise_for_status()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(env)],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while _fired(control) == 0:
-            assert child.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the push never reached the chosen write"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    assert kill_at_held_write(control, "bitrix24-shop", drop, CHILD, json.dumps(env)) == 1
     made = len(shop_deals(control))
     assert 0 < made < 140, "the kill should land mid-push"
-    control.post("/_sandbox/faults", json={"bitrix24-shop": None}).raise_for_status()
     result = flow.run(env, [flow.shop_orders, flow.shop_deals])
     meta = asset_metadata(result, DEALS)
     _assert_one_deal_per_order(control, meta)

@@ -9,17 +9,13 @@ does not know it.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
+from integration_sync_tests.crash_support import kill_at_held_write
 from integration_sync_tests.kaspi_amocrm.flow import ASSETS, amo, flow_env, push_metadata, run_flow
 
 CHILD = """
@@ -31,10 +27,6 @@ run_flow(json.loads(sys.argv[1]), days=2, selection=ASSETS[1:])
 
 def kaspi_leads(control: httpx.Client) -> list[dict[str, object]]:
     return [x for x in amo(control, "leads") if str(x.get("name", "")).startswith("Kaspi №")]
-
-
-def fired(control: httpx.Client) -> int:
-    return int(control.post("/_sandbox/faults", json={}).json()["amocrm"]["commit_then_drop"]["fired"])
 
 
 @pytest.mark.slow
@@ -57,25 +49,9 @@ def test_push_killed_at_a_write_then_rerun(
     codes = {o["attributes"]["code"] for o in orders}
     phones = {o["attributes"]["customer"]["cellPhone"] for o in orders}
     hook = {"count": 1, "methods": [write], "skip": skip, "hold_ms": 5_000}
-    control.post("/_sandbox/faults", json={"amocrm": {"commit_then_drop": hook}}).raise_for_status()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(env)],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not fired(control):  # the chosen write is committed; its answer is being held
-            assert child.poll() is None, "the push ended before the chosen write"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    kill_at_held_write(control, "amocrm", hook, CHILD, json.dumps(env))
     made = kaspi_leads(control)
     assert 0 < len(made) < len(codes) or write != "POST leads/complex", "the kill should land mid-push"
-    control.post("/_sandbox/faults", json={"amocrm": None}).raise_for_status()
 
     result = run_flow(env, days=2, selection=ASSETS[1:])
     assert result.success and push_metadata(result)["rejected"] == 0

@@ -9,11 +9,6 @@ after that write: new leads made, the known lead's totals PATCHed (no note yet),
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +20,7 @@ import pytest
 from integration_sync.sandbox import amocrm_schema as ids
 from integration_sync.webhooks.server import ReceiverServer
 from integration_sync.webhooks.settings import ReceiverSettings
+from integration_sync_tests.crash_support import kill_at_held_write
 from integration_sync_tests.payments_amocrm.flow import (
     ASSETS,
     AmoApi,
@@ -59,11 +55,6 @@ def lead_of(control: httpx.Client, lead_id: int) -> dict[str, Any]:
     return next(x for x in amo(control, "leads") if x["id"] == lead_id)
 
 
-def fired(control: httpx.Client) -> int:
-    state: Any = control.post("/_sandbox/faults", json={}).json()["amocrm"]
-    return int((state.get("commit_then_drop") or {}).get("fired", 0))
-
-
 @pytest.mark.parametrize(
     ("method", "notes_at_kill"),
     [
@@ -86,24 +77,7 @@ def test_push_killed_at_a_write_then_rerun(
         assert set(deliver(server.base_url, *bodies)) == {200}
     run_flow(env, selection=ASSETS[:1])
     leads_before = {x["id"] for x in amo(control, "leads")}
-    fault = {"commit_then_drop": {"count": 1, "methods": [method], "hold_ms": 3_000}}
-    control.post("/_sandbox/faults", json={"amocrm": fault}).raise_for_status()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(env)],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not fired(control):  # the write is committed and its answer held: kill the run now
-            assert child.poll() is None, "the push ended before its write was held"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    control.post("/_sandbox/faults", json={"amocrm": None}).raise_for_status()
+    kill_at_held_write(control, "amocrm", {"count": 1, "methods": [method], "hold_ms": 3_000}, CHILD, json.dumps(env))
     assert sum(payment_notes(control).values()) == notes_at_kill
     if method == "PATCH leads":  # the kill landed after the totals were written
         assert Decimal(field(lead_of(control, lead), ids.AMO_LEAD_FIELD_TOTAL_PAID)) == 1000 + KNOWN * 10000
