@@ -7,16 +7,10 @@ every answer client-side, and the receiver's own receipts (`receipt_stats`) besi
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +21,7 @@ from integration_sync.sandbox.bitrix_shop import SHOP_WEBHOOK_TOKEN, sign
 from integration_sync.webhooks.bitrix_order import SOURCE
 from integration_sync.webhooks.receipts import receipt_stats
 from integration_sync_tests.bench.cms_orders import FLOW
-from integration_sync_tests.bench.payments_receiver import _free_port
+from integration_sync_tests.bench.receiver_process import serve_receiver
 from integration_sync_tests.bench.results import Result
 
 PATH = "/webhooks/bitrix/order"
@@ -73,37 +67,6 @@ def order_body(order_id: int, at: datetime) -> bytes:
     }
     payload = {"event": "order.saved", "is_new": True, "sent_at": stamp, "order": order}
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
-
-
-@contextmanager
-def _receiver(tmp: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    inbox, log = tmp / "inbox.sqlite", tmp / "receiver.log"
-    env = {**os.environ, "WEBHOOK_TOKEN": SHOP_WEBHOOK_TOKEN, "WEBHOOK_INBOX_PATH": str(inbox)}
-    env.pop("PLATFORM_WEBHOOK_SECRET", None)
-    command = [str(Path(sys.executable).parent / "integration-sync"), "webhooks", "serve", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the receiver did not start:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/webhook/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield base + PATH, inbox, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _send(url: str, bodies: list[bytes], rate: float) -> tuple[list[float], Counter[int], float, float]:
@@ -157,7 +120,12 @@ def receiver_benchmarks(seconds: float = 10, rate: float = 200) -> list[Result]:
     count = round(seconds * rate)
     warm = [order_body(500_000 + i, now) for i in range(100)]
     bodies = [order_body(600_000 + i, now) for i in range(count)]
-    with tempfile.TemporaryDirectory() as tmp, _receiver(Path(tmp)) as (url, inbox, proc):
+    settings = {"WEBHOOK_TOKEN": SHOP_WEBHOOK_TOKEN}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve_receiver(Path(tmp), settings, unset=("PLATFORM_WEBHOOK_SECRET",)) as receiver,
+    ):
+        url, inbox, proc = receiver.base + PATH, receiver.inbox, receiver.process
         _send(url, warm, rate=100)
         since = datetime.now(UTC)
         server = psutil.Process(proc.pid)

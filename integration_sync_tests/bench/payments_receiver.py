@@ -9,23 +9,16 @@ The load generator and the receiver share the machine: the notes give each one's
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from contextlib import closing
 from pathlib import Path
 
-import httpx
 import psutil
 
 from integration_sync.sandbox.platform import PLATFORM_WEBHOOK_SECRET, run_sends, send_payments
+from integration_sync_tests.bench.receiver_process import serve_receiver
 from integration_sync_tests.bench.results import Result
 
 FLOW = "payments_amocrm"
@@ -36,62 +29,20 @@ WARMUP = 200
 CONNECTIONS = 16
 
 
-@dataclass
-class Receiver:
-    url: str
-    inbox: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _receiver(tmp: Path) -> Iterator[Receiver]:
-    port = _free_port()
-    inbox, log = tmp / "inbox.sqlite", tmp / "receiver.log"
-    env = {**os.environ, "PLATFORM_WEBHOOK_SECRET": PLATFORM_WEBHOOK_SECRET, "WEBHOOK_INBOX_PATH": str(inbox)}
-    command = [str(Path(sys.executable).parent / "integration-sync"), "webhooks", "serve", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the receiver did not start:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/webhook/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield Receiver(f"{base}/webhook/payment", inbox, log, proc)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _stored_keys(inbox: Path) -> list[str]:
     with closing(sqlite3.connect(inbox)) as conn:
         return [row[0] for row in conn.execute("SELECT event_key FROM events")]
 
 
 def receiver_benchmarks(seconds: float = 10, rate: float = 600) -> list[Result]:
-    with tempfile.TemporaryDirectory() as tmp, _receiver(Path(tmp)) as receiver:
-        warm = send_payments(receiver.url, PLATFORM_WEBHOOK_SECRET, WARMUP, concurrency=8, seed=1)
+    settings = {"PLATFORM_WEBHOOK_SECRET": PLATFORM_WEBHOOK_SECRET}
+    with tempfile.TemporaryDirectory() as tmp, serve_receiver(Path(tmp), settings) as receiver:
+        url = f"{receiver.base}/webhook/payment"
+        warm = send_payments(url, PLATFORM_WEBHOOK_SECRET, WARMUP, concurrency=8, seed=1)
         server = psutil.Process(receiver.process.pid)
         server_cpu, own_cpu = sum(server.cpu_times()[:2]), time.process_time()
         report = run_sends(
-            receiver.url,
+            url,
             PLATFORM_WEBHOOK_SECRET,
             round(seconds * rate),
             rate=rate,
