@@ -41,6 +41,9 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+# its own waits bound it (the stack up 240 s, the payment 120 s, the two pushes 180 s): the global 300 s
+# would cut it short on a loaded machine, not catch a hang sooner
+@pytest.mark.timeout(560)
 def test_up_serves_the_code_location_with_the_flow(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -3,8 +3,10 @@
 - `shop_order_hooks` (sensor): new order webhooks in the inbox → a run of the order's day, reading
   only the inbox (the export is for the migration and the reconciliation).
 - `deal_stage_moves` (sensor, every 15 s): one `crm.stagehistory.list` request; a new row → a run of
-  `cms_status_job` (history, then statuses to the shop). Bitrix24's own outbound events are not
-  re-sent when lost, so they could only speed this up; the history is the source.
+  `cms_status_job` (history, then statuses to the shop). Its first look only sets its cursor: moves from
+  before it (a new deployment, a lost cursor) are settled by the reconciliation's run, not one at start.
+  Bitrix24's own outbound events are not re-sent when lost, so they could only speed this up; the
+  history is the source.
 - `cms_orders_reconciliation` (every 15 min): yesterday and today again from the export and the inbox,
   so an order whose webhook never came is still synced.
 - `cms_retry` (every minute): a push again while records wait in the retry log or the last run failed,
@@ -96,6 +98,8 @@ def deal_stage_moves(
         return dg.SensorResult(skip_reason="no new stage moves", cursor=context.cursor)
     newest_at = max(m.at for m in moves).isoformat()
     cursor = f"{newest}|{newest_at}"
+    if not context.cursor:  # a first look (a new deployment, a reset cursor): older moves are the reconciliation's
+        return dg.SensorResult(skip_reason="first look: watching moves from here on", cursor=cursor)
     waiting = context.instance.get_run_records(dg.RunsFilter(job_name=cms_status_job.name, statuses=WAITING), limit=1)
     if waiting:  # that run reads the history when it starts
         return dg.SensorResult(skip_reason="a status run is already waiting", cursor=cursor)
