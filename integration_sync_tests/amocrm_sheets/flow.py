@@ -128,3 +128,17 @@ def requests_of(control: httpx.Client, service: str) -> dict[str, int]:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def book(env: Mapping[str, str]) -> Any:
+    """The sandbox spreadsheet through gspread, as the flow opens it (`env` has INTEGRATION_SYNC_DATA_DIR)."""
+    from integration_sync.defs.amocrm_sheets.resources import SheetAccess
+
+    return SheetAccess.from_env(dict(env), state_dir=env["INTEGRATION_SYNC_DATA_DIR"]).spreadsheet()
+
+
+def tab_cells(env: Mapping[str, str], title: str) -> dict[str, Any]:
+    """A tab of the sandbox spreadsheet as the emulator holds it (`env["SANDBOX"]`: its base URL)."""
+    url = f"{env['SANDBOX']}/_sandbox/sheets/spreadsheets/{SPREADSHEET_ID}/cells"
+    answer: dict[str, Any] = httpx.get(url, params={"sheet": title}, timeout=10).json()
+    return answer

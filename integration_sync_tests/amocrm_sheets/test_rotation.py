@@ -4,54 +4,35 @@ the Dagster job and schedule around it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import gspread
 import httpx
 import pytest
 
 from integration_sync.defs.amocrm_sheets import layout
-from integration_sync.defs.amocrm_sheets.resources import GoogleSheetResource, SheetAccess
+from integration_sync.defs.amocrm_sheets.resources import GoogleSheetResource
 from integration_sync.defs.amocrm_sheets.rotation import PERIOD_KEY, period_of, previous_period, rotate
 from integration_sync.defs.amocrm_sheets.rotation_job import ROTATION_JOB, ROTATION_SCHEDULE, rotate_sheet_tab
 from integration_sync.defs.amocrm_sheets.settings import SheetsSettings
 from integration_sync.defs.amocrm_sheets.sheet_setup import ensure_layout
 from integration_sync.lib.push import push_tags
-from integration_sync.sandbox.server import SandboxConfig, SandboxServer
+from integration_sync.sandbox.server import SandboxServer
 from integration_sync.sandbox.sheets import SHEETS_TOKEN, SPREADSHEET_ID, sheets_env
+from integration_sync_tests.amocrm_sheets.flow import book, tab_cells
 
-CONFIG: dict[str, Any] = {"seed": 7, "abcp_users": 5, "kaspi_orders": 5, "days": 5, "amocrm_contacts": 5}
 TASHKENT = ZoneInfo("Asia/Tashkent")
 LAST_SECOND_OF_NOV = datetime(2026, 11, 30, 23, 59, 59, tzinfo=TASHKENT)  # 18:59:59 UTC
 FIRST_OF_DEC = datetime(2026, 12, 1, 0, 0, 0, tzinfo=TASHKENT)  # 19:00:00 UTC, still November in UTC
 ROWS = [["101", "Ali", "+998901112233", "", "", "", "", "0134", "", "В процессе"], ["102", "Vali"]]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(**CONFIG)) as srv:
-        yield srv
-
-
 @pytest.fixture()
-def env(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
-    assert httpx.post(f"{server.base_url}/_sandbox/reset", json=CONFIG, timeout=30).status_code == 200
-    return {**sheets_env(server.base_url), "SANDBOX": server.base_url, "INTEGRATION_SYNC_DATA_DIR": str(tmp_path)}
-
-
-def book(env: dict[str, str]) -> gspread.Spreadsheet:
-    return SheetAccess.from_env(env, state_dir=env["INTEGRATION_SYNC_DATA_DIR"]).spreadsheet()
-
-
-def cells(env: dict[str, str], title: str) -> dict[str, Any]:
-    url = f"{env['SANDBOX']}/_sandbox/sheets/spreadsheets/{SPREADSHEET_ID}/cells"
-    answer: dict[str, Any] = httpx.get(url, params={"sheet": title}, timeout=10).json()
-    return answer
+def env(fresh_small_sandbox: SandboxServer, tmp_path: Path) -> dict[str, str]:
+    base = fresh_small_sandbox.base_url
+    return {**sheets_env(base), "SANDBOX": base, "INTEGRATION_SYNC_DATA_DIR": str(tmp_path)}
 
 
 def writes(env: dict[str, str]) -> int:
@@ -92,9 +73,9 @@ def test_monthly_rotation_at_the_boundary_keeps_rows_in_the_archive(env: dict[st
     assert result.rotated and result.archived == "2026-11" and result.period == "2026-12"
     assert writes(env) == before + 1  # one atomic batchUpdate (guards: the single batch_update in rotate)
     assert titles(env) == ["Sheet1", "2026-11", "Staff", "Dashboard"]
-    archive = cells(env, "2026-11")
+    archive = tab_cells(env, "2026-11")
     assert archive["rows"] == [list(layout.COLUMNS), *ROWS]  # rows stay where they were, nothing copied
-    fresh = cells(env, "Sheet1")
+    fresh = tab_cells(env, "Sheet1")
     assert fresh["rows"] == [list(layout.COLUMNS)]
     assert fresh["properties"]["gridProperties"]["frozenRowCount"] == 1
     assert fresh["formats"]["A1"]["textFormat"]["bold"] is True
@@ -108,7 +89,7 @@ def test_monthly_rotation_at_the_boundary_keeps_rows_in_the_archive(env: dict[st
 
     again = rotate(book(env), settings, FIRST_OF_DEC + timedelta(hours=5))
     assert not again.rotated and writes(env) == before + 1
-    assert cells(env, "2026-11")["rows"] == [list(layout.COLUMNS), *ROWS]
+    assert tab_cells(env, "2026-11")["rows"] == [list(layout.COLUMNS), *ROWS]
 
 
 def test_hourly_rotation_names_the_hour_in_the_flows_zone(env: dict[str, str]) -> None:
@@ -117,7 +98,7 @@ def test_hourly_rotation_names_the_hour_in_the_flows_zone(env: dict[str, str]) -
     assert not rotate(book(env), settings, datetime(2026, 11, 30, 14, 59, 59, tzinfo=TASHKENT)).rotated
     result = rotate(book(env), settings, datetime(2026, 11, 30, 10, 0, tzinfo=UTC))  # 15:00 in Tashkent
     assert result.archived == "2026-11-30 14h"
-    assert cells(env, "2026-11-30 14h")["rows"] == [list(layout.COLUMNS), ROWS[0]]
+    assert tab_cells(env, "2026-11-30 14h")["rows"] == [list(layout.COLUMNS), ROWS[0]]
     assert not rotate(book(env), settings, datetime(2026, 11, 30, 15, 30, tzinfo=TASHKENT)).rotated
     assert titles(env).count("2026-11-30 14h") == 1 and titles(env)[0] == "Sheet1"
 
@@ -131,7 +112,7 @@ def test_an_empty_tab_is_restamped_so_later_rows_are_not_archived_under_the_old_
     book(env).values_append("'Sheet1'!A1", {"valueInputOption": "RAW"}, {"values": ROWS})  # December's orders
     assert not rotate(book(env), settings, datetime(2026, 12, 20, tzinfo=TASHKENT)).rotated  # guards the restamp
     result = rotate(book(env), settings, datetime(2027, 1, 1, tzinfo=TASHKENT))
-    assert result.archived == "2026-12" and cells(env, "2026-12")["rows"][1:] == ROWS
+    assert result.archived == "2026-12" and tab_cells(env, "2026-12")["rows"][1:] == ROWS
 
 
 def test_unstamped_off_missing_and_taken_titles_do_not_rotate(env: dict[str, str]) -> None:
@@ -146,7 +127,7 @@ def test_unstamped_off_missing_and_taken_titles_do_not_rotate(env: dict[str, str
     spreadsheet.add_worksheet("2026-12", rows=5, cols=5)  # an operator's tab already has the archive's title
     taken = rotate(spreadsheet, settings, datetime(2027, 1, 1, tzinfo=TASHKENT))
     assert not taken.rotated and "«2026-12» already exists" in taken.reason
-    assert cells(env, "Sheet1")["rows"][1:] == ROWS
+    assert tab_cells(env, "Sheet1")["rows"][1:] == ROWS
     missing = rotate(book(env), SheetsSettings.from_env({**env, "GOOGLE_WORKSHEET_NAME": "Leads"}), FIRST_OF_DEC)
     assert not missing.rotated and "sheet setup" in missing.reason
 

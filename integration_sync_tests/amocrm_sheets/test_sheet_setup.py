@@ -4,48 +4,29 @@ the seeded sheet, a second run that writes nothing, a damaged header refused, ex
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import gspread
 import httpx
 import pytest
 
 from integration_sync import cli
 from integration_sync.defs.amocrm_sheets import layout
-from integration_sync.defs.amocrm_sheets.resources import SheetAccess
 from integration_sync.defs.amocrm_sheets.rotation import PERIOD_KEY
 from integration_sync.defs.amocrm_sheets.settings import SheetsSettings
 from integration_sync.defs.amocrm_sheets.sheet_setup import HeaderMismatch, ensure_layout
-from integration_sync.sandbox.server import SandboxConfig, SandboxServer
+from integration_sync.sandbox.server import SandboxServer
 from integration_sync.sandbox.sheets import SHEETS_TOKEN, SPREADSHEET_ID, STAFF_ROWS, sheets_env
+from integration_sync_tests.amocrm_sheets.flow import book, tab_cells
 
-CONFIG: dict[str, Any] = {"seed": 7, "abcp_users": 5, "kaspi_orders": 5, "days": 5, "amocrm_contacts": 5}
 NOV_15 = datetime(2026, 11, 15, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(**CONFIG)) as srv:
-        yield srv
-
-
 @pytest.fixture()
-def env(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
-    assert httpx.post(f"{server.base_url}/_sandbox/reset", json=CONFIG, timeout=30).status_code == 200
-    return {**sheets_env(server.base_url), "SANDBOX": server.base_url, "INTEGRATION_SYNC_DATA_DIR": str(tmp_path)}
-
-
-def book(env: dict[str, str]) -> gspread.Spreadsheet:
-    return SheetAccess.from_env(env, state_dir=env["INTEGRATION_SYNC_DATA_DIR"]).spreadsheet()
-
-
-def cells(env: dict[str, str], title: str) -> dict[str, Any]:
-    url = f"{env['SANDBOX']}/_sandbox/sheets/spreadsheets/{SPREADSHEET_ID}/cells"
-    answer: dict[str, Any] = httpx.get(url, params={"sheet": title}, timeout=10).json()
-    return answer
+def env(fresh_small_sandbox: SandboxServer, tmp_path: Path) -> dict[str, str]:
+    base = fresh_small_sandbox.base_url
+    return {**sheets_env(base), "SANDBOX": base, "INTEGRATION_SYNC_DATA_DIR": str(tmp_path)}
 
 
 def calls(env: dict[str, str]) -> dict[str, int]:
@@ -67,7 +48,7 @@ def test_setup_lays_out_the_seeded_sheet_and_a_second_run_writes_nothing(env: di
     settings = SheetsSettings.from_env(env)
     done = ensure_layout(book(env), settings, now=NOV_15)
     assert any("bold and frozen" in line for line in done) and any("Dashboard" in line for line in done)
-    active = cells(env, "Sheet1")
+    active = tab_cells(env, "Sheet1")
     assert active["rows"][0] == list(layout.COLUMNS)
     assert active["properties"]["gridProperties"]["frozenRowCount"] == 1  # guards: format_requests' freeze
     assert all(active["formats"][f"{layout.column_letter(i)}1"]["textFormat"]["bold"] for i in range(11))
@@ -80,10 +61,10 @@ def test_setup_lays_out_the_seeded_sheet_and_a_second_run_writes_nothing(env: di
         "type": "ONE_OF_LIST",
         "values": [{"userEnteredValue": v} for v in layout.STATUS_CHOICES],
     }
-    assert cells(env, layout.STAFF_TAB)["rows"][1:3] == [list(r) for r in STAFF_ROWS[1:3]]  # rows kept
+    assert tab_cells(env, layout.STAFF_TAB)["rows"][1:3] == [list(r) for r in STAFF_ROWS[1:3]]  # rows kept
     sheets = {s["properties"]["title"]: s for s in tabs(env)}
     assert set(sheets) == {"Sheet1", layout.STAFF_TAB, layout.DASHBOARD_TAB}
-    assert cells(env, layout.DASHBOARD_TAB)["rows"] == []
+    assert tab_cells(env, layout.DASHBOARD_TAB)["rows"] == []
     stamp = sheets["Sheet1"]["developerMetadata"][0]
     assert (stamp["metadataKey"], stamp["metadataValue"]) == (PERIOD_KEY, "2026-11")  # the flow's month
 
@@ -99,14 +80,14 @@ def test_an_empty_or_missing_tab_gets_the_layout_written_raw(env: dict[str, str]
     seed(env, [{"title": "Notes", "rows": [["keep me"]]}, {"title": "Sheet1"}])
     done = ensure_layout(book(env), SheetsSettings.from_env(env), now=NOV_15)
     assert "«Sheet1»: header row written" in done and "«Staff»: tab added with its header row" in done
-    assert cells(env, "Sheet1")["rows"] == [list(layout.COLUMNS)]
-    assert cells(env, layout.STAFF_TAB)["rows"] == [list(layout.STAFF_COLUMNS)]
-    assert cells(env, "Notes")["rows"] == [["keep me"]]
+    assert tab_cells(env, "Sheet1")["rows"] == [list(layout.COLUMNS)]
+    assert tab_cells(env, layout.STAFF_TAB)["rows"] == [list(layout.STAFF_COLUMNS)]
+    assert tab_cells(env, "Notes")["rows"] == [["keep me"]]
     seed(env, [{"title": "Notes"}])  # no active tab at all: added first, headers in the same batch
     ensure_layout(book(env), SheetsSettings.from_env(env), now=NOV_15)
     titles = [s["properties"]["title"] for s in tabs(env)]
     assert titles[0] == "Sheet1" and set(titles) == {"Sheet1", "Notes", "Staff", "Dashboard"}
-    active = cells(env, "Sheet1")
+    active = tab_cells(env, "Sheet1")
     assert active["rows"] == [list(layout.COLUMNS)] and active["properties"]["gridProperties"]["frozenRowCount"] == 1
     assert f"{layout.STATUS_LETTER}2" in active["validations"]
 
@@ -133,7 +114,7 @@ def test_a_damaged_header_is_refused_and_nothing_is_written(
     assert f"«Sheet1» {problem}" in caught.value.problems  # guards: `if plan.problems: raise` before writing
     after = calls(env)
     assert after.get("post", 0) == before.get("post", 0) and after.get("put", 0) == before.get("put", 0)
-    assert cells(env, "Sheet1")["rows"][0] == header
+    assert tab_cells(env, "Sheet1")["rows"][0] == header
     assert [s["properties"]["title"] for s in tabs(env)] == ["Sheet1"]  # not even Staff or Dashboard added
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,16 @@ from integration_sync.defs.amocrm_sheets import webhook_register as hooks
 from integration_sync.lib.preflight import environment
 from integration_sync.ops.inspect import amocrm_account
 from integration_sync.sandbox.env import sandbox_env
-from integration_sync.sandbox.server import SandboxConfig, SandboxServer
+from integration_sync.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hook12-Secret_path-0123456789"
-CONFIG: dict[str, Any] = {"seed": 7, "abcp_users": 5, "kaspi_orders": 5, "days": 5, "amocrm_contacts": 5}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(**CONFIG)) as srv:
-        yield srv
 
 
 @pytest.fixture()
-def env(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
+def env(fresh_small_sandbox: SandboxServer, tmp_path: Path) -> dict[str, str]:
     """The flow's sandbox settings with a fresh sandbox, data dir and our own secret."""
-    assert httpx.post(f"{server.base_url}/_sandbox/reset", json=CONFIG, timeout=30).status_code == 200
-    values = sandbox_env(server.base_url, "http://127.0.0.1:9")
+    values = sandbox_env(fresh_small_sandbox.base_url, "http://127.0.0.1:9")
     values.update(SHEETS_WEBHOOK_SECRET=SECRET, INTEGRATION_SYNC_DATA_DIR=str(tmp_path / "data"))
     return values
 
