@@ -142,3 +142,13 @@ def tab_cells(env: Mapping[str, str], title: str) -> dict[str, Any]:
     url = f"{env['SANDBOX']}/_sandbox/sheets/spreadsheets/{SPREADSHEET_ID}/cells"
     answer: dict[str, Any] = httpx.get(url, params={"sheet": title}, timeout=10).json()
     return answer
+
+
+def synced_sheet(
+    sandbox_env: Mapping[str, str], data_dir: Path, control: httpx.Client
+) -> tuple[dict[str, str], list[list[str]], int]:
+    """The flow's settings, the sheet after amoCRM's leads were synced to it once, and its first lead."""
+    env = flow_env(sandbox_env, data_dir)
+    run(env, AMO_TO_SHEET)
+    rows = cells(control)
+    return env, rows, int(rows[1][0])

@@ -21,6 +21,7 @@ from integration_sync_tests.amocrm_sheets.flow import (
     requests_of,
     row_of,
     run,
+    synced_sheet,
 )
 from integration_sync_tests.dagster_support import asset_metadata
 
@@ -67,10 +68,7 @@ def test_leads_at_a_trigger_status_get_rows_and_a_rerun_writes_nothing(
 def test_an_operator_fills_the_order_number_and_our_echo_never_means_won(
     sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
 ) -> None:
-    env = flow_env(sandbox_env, data_dir)
-    run(env, AMO_TO_SHEET)
-    rows = cells(control)
-    lead_id = int(rows[1][0])
+    env, rows, lead_id = synced_sheet(sandbox_env, data_dir, control)
     number = row_of(rows, lead_id)
     edit(control, cell=f"{ORDER_COL}{number}", value="Z-777")
     result = run(env, SHEET_TO_AMO)
@@ -95,10 +93,7 @@ def test_an_operator_fills_the_order_number_and_our_echo_never_means_won(
 def test_a_dropdown_typo_moves_nothing_and_is_recorded(
     sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
 ) -> None:
-    env = flow_env(sandbox_env, data_dir)
-    run(env, AMO_TO_SHEET)
-    rows = cells(control)
-    lead_id = int(rows[1][0])
+    env, rows, lead_id = synced_sheet(sandbox_env, data_dir, control)
     status_before = lead(control, lead_id)["status_id"]
     edit(control, cell=f"{STATUS_COL}{row_of(rows, lead_id)}", value="Отменён")
     result = run(env, SHEET_TO_AMO)

@@ -21,6 +21,7 @@ from integration_sync_tests.amocrm_sheets.flow import (
     row_of,
     run,
     sent_status,
+    synced_sheet,
 )
 from integration_sync_tests.dagster_support import asset_metadata
 
@@ -60,10 +61,7 @@ def test_google_429_is_waited_out_within_bounds(
 def test_a_lost_warehouse_doubles_no_row_and_moves_no_lead(
     sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
 ) -> None:
-    env = flow_env(sandbox_env, data_dir)
-    run(env, AMO_TO_SHEET)
-    rows = cells(control)
-    lead_id = int(rows[1][0])
+    env, rows, lead_id = synced_sheet(sandbox_env, data_dir, control)
     # amoCRM moves the lead to «Заказ отправлен»; its row shows «У курера» (our echo)
     sent = sent_status(control, lead_id)
     move(control, lead_id, sent)
@@ -81,10 +79,7 @@ def test_a_lost_warehouse_doubles_no_row_and_moves_no_lead(
 def test_a_broken_header_stops_writes_and_moves_nothing(
     sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
 ) -> None:
-    env = flow_env(sandbox_env, data_dir)
-    run(env, AMO_TO_SHEET)
-    rows = cells(control)
-    lead_id = int(rows[1][0])
+    env, rows, lead_id = synced_sheet(sandbox_env, data_dir, control)
     before = lead(control, lead_id)["status_id"]
     edit(control, cell="B1", value="Имя клиента")  # a renamed header
     edit(control, cell=f"{layout.STATUS_LETTER}{row_of(rows, lead_id)}", value=layout.REFUSED)
@@ -113,10 +108,7 @@ def test_a_deleted_row_comes_back_once(sandbox_env: dict[str, str], data_dir: Pa
 def test_amocrm_moved_after_the_sheet_showed_it_wins_the_conflict(
     sandbox_env: dict[str, str], data_dir: Path, control: httpx.Client
 ) -> None:
-    env = flow_env(sandbox_env, data_dir)
-    run(env, AMO_TO_SHEET)
-    rows = cells(control)
-    lead_id = int(rows[1][0])
+    env, rows, lead_id = synced_sheet(sandbox_env, data_dir, control)
     number = row_of(rows, lead_id)
     # both sides change the status before the next sync: an operator picks «Отказ», a manager wins the deal
     edit(control, cell=f"{layout.STATUS_LETTER}{number}", value=layout.REFUSED)
