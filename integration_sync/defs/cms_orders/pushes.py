@@ -16,6 +16,7 @@ undo each other; conflicts are logged by the push that settles them.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from integration_sync.defs.cms_orders.assets import CATALOG_KEY, CRM, ORDERS_KEY, STAGES_KEY
@@ -239,43 +240,38 @@ def _status_after(ctx: PushContext) -> dict[str, Any]:
     }
 
 
-PRODUCTS_PUSH = Push(
+# what every push of the flow to the shop's portal shares: its account, the flow's settings, its retries
+_portal_push = partial(Push, kind="bitrix24", client=CRM, resources=("cms_orders",), engine_options=_engine_options)
+
+PRODUCTS_PUSH = _portal_push(
     key=["bitrix24", "shop_products"],
     entity=PRODUCTS_ENTITY,
     description=(
         "The shop's products as Bitrix24 catalog products (XML_ID cms:<id>; a product a manager made by hand"
         " with the same name is adopted, not duplicated), so the deals' rows reference them. 50 per batch."
     ),
-    kind="bitrix24",
-    client=CRM,
-    resources=("cms_orders",),
     desired=_products_desired,
     destination=_products_destination,
     target_ids=(PRODUCT,),
     unique_entity=PRODUCT,
-    engine_options=_engine_options,
     deps=(CATALOG_KEY.path,),
 )
 
-CONTACTS_PUSH = Push(
+CONTACTS_PUSH = _portal_push(
     key=["bitrix24", "shop_contacts"],
     entity=CONTACTS_ENTITY,
     description=(
         "The shop's registered users as Bitrix24 contacts (ORIGIN_ID user:<id>), matched first by that id,"
         " then by phone or email, so a customer is one contact; phones and emails only ever appended."
     ),
-    kind="bitrix24",
-    client=CRM,
-    resources=("cms_orders",),
     desired=_contacts_desired,
     destination=_contacts_destination,
     target_ids=(USER_CONTACT,),
     unique_entity=USER_CONTACT,
-    engine_options=_engine_options,
     deps=(CATALOG_KEY.path,),
 )
 
-DEALS_PUSH = Push(
+DEALS_PUSH = _portal_push(
     key=["bitrix24", "shop_deals"],
     entity=DEALS_ENTITY,
     description=(
@@ -285,20 +281,17 @@ DEALS_PUSH = Push(
         " costs nothing; an order unfit to push is quarantined with its reason until the shop fixes it; no"
         " deal is ever deleted. A manager's move is never undone unless the shop's status changed after it."
     ),
-    kind="bitrix24",
-    client=CRM,
-    resources=("cms_orders",),
     desired=_deals_desired,
     destination=_deals_destination,
     target_ids=(DEAL,),
     unique_entity=DEAL,
-    engine_options=_engine_options,
     after=_deals_after,
     preflight=push_preflight,
     deps=(ORDERS_KEY.path, PRODUCTS_PUSH.key, CONTACTS_PUSH.key, STAGES_KEY.path),  # managers' moves read first
 )
 
 STATUS_PUSH = Push(
+    engine_options=_engine_options,
     key=["bitrix_cms", "order_statuses"],
     entity=STATUS_ENTITY,
     description=(
@@ -314,7 +307,6 @@ STATUS_PUSH = Push(
     destination=_status_destination,
     target_ids=("order",),
     unique_entity="order",
-    engine_options=_engine_options,
     after=_status_after,
     deps=(STAGES_KEY.path, DEALS_PUSH.key),
 )
