@@ -547,12 +547,17 @@ class Bitrix24Service(DealMethods, PortalMethods, ProductMethods, ProductRowMeth
         nxt = page * PAGE_SIZE if page < pages else None
         return MethodResult([self._render(table, rid, select) for rid in chunk], total=len(ids), next=nxt)
 
-    def _get(self, table: EntityTable, params: Mapping[str, Any]) -> MethodResult:
+    def _existing(self, table: EntityTable, params: Mapping[str, Any], not_found: str) -> tuple[int, JsonDict]:
+        """The id of `params` and a copy of its row, as the `*.get`/`*.update` methods refuse a bad one."""
         rid = entity_id(params)
         if rid <= 0:
             raise B24Error("ID is not defined or invalid.")
         if rid not in table.rows:
-            raise B24Error("Not found")
+            raise B24Error(not_found)
+        return rid, dict(table.rows[rid])
+
+    def _get(self, table: EntityTable, params: Mapping[str, Any]) -> MethodResult:
+        rid, _ = self._existing(table, params, "Not found")
         return MethodResult(self._render(table, rid, None))
 
     def _now_iso(self) -> str:
@@ -588,14 +593,9 @@ class Bitrix24Service(DealMethods, PortalMethods, ProductMethods, ProductRowMeth
         return MethodResult(self._contact_insert(self._fields_param(params)))
 
     def contact_update(self, params: Mapping[str, Any]) -> MethodResult:
-        rid = entity_id(params)
-        if rid <= 0:
-            raise B24Error("ID is not defined or invalid.")
+        rid, row = self._existing(self.contacts, params, "Contact is not found")
         fields = self._fields_param(params)
         table = self.contacts
-        if rid not in table.rows:
-            raise B24Error("Contact is not found")
-        row = dict(table.rows[rid])
         self._apply_scalars(table, row, fields, update=True)
         fm = self._apply_multifields(rid, fields, update=True)
         row["HAS_PHONE"] = "Y" if fm.get("PHONE") else "N"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from integration_sync.sandbox.bitrix24_query import EntityTable, as_php_array, entity_id, param_ci, resolve_array_param
+from integration_sync.sandbox.bitrix24_query import EntityTable, as_php_array, param_ci, resolve_array_param
 from integration_sync.sandbox.bitrix24_schema import B24Error, FieldInfo, MethodResult
 from integration_sync.sandbox.core import JsonDict, JsonResponse, php_intval, php_str, read_json
 
@@ -69,6 +69,7 @@ class DealMethods:
             self, table: EntityTable, row: JsonDict, fields: Mapping[str, Any], update: bool
         ) -> None: ...
         def _get(self, table: EntityTable, params: Mapping[str, Any]) -> MethodResult: ...
+        def _existing(self, table: EntityTable, params: Mapping[str, Any], not_found: str) -> tuple[int, JsonDict]: ...
         def _list(self, table: EntityTable, params: Mapping[str, Any]) -> MethodResult: ...
         def _now_iso(self) -> str: ...
 
@@ -163,14 +164,9 @@ class DealMethods:
         return True
 
     def deal_update(self, params: Mapping[str, Any]) -> MethodResult:
-        rid = entity_id(params)
-        if rid <= 0:
-            raise B24Error("ID is not defined or invalid.")
+        rid, row = self._existing(self.deals, params, "Deal is not found")
         fields = self._fields_param(params)
         table = self.deals
-        if rid not in table.rows:
-            raise B24Error("Deal is not found")
-        row = dict(table.rows[rid])
         scalars = {k: v for k, v in fields.items() if k not in ("CONTACT_ID", "STAGE_ID")}
         self._apply_scalars(table, row, scalars, update=True)
         if "CONTACT_ID" in fields:

@@ -137,6 +137,7 @@ class ProductMethods:
         ) -> None: ...
         def _list(self, table: EntityTable, params: Mapping[str, Any]) -> MethodResult: ...
         def _now_iso(self) -> str: ...
+        def _existing(self, table: EntityTable, params: Mapping[str, Any], not_found: str) -> tuple[int, JsonDict]: ...
 
     def product_add(self, params: Mapping[str, Any]) -> MethodResult:
         return MethodResult(self._product_insert(self._fields_param(params)))
@@ -159,12 +160,7 @@ class ProductMethods:
 
     def product_update(self, params: Mapping[str, Any]) -> MethodResult:
         """`crm.product.update`: the given fields replace the product's (XML_ID included)."""
-        rid = entity_id(params)
-        if rid <= 0:
-            raise B24Error("The parameter id is invalid or not defined.")
-        if rid not in self.products.rows:
-            raise B24Error("Not found")
-        row = dict(self.products.rows[rid])
+        rid, row = self._existing(self.products, params, "Product is not found.")
         self._apply_scalars(self.products, row, self._fields_param(params), update=True)
         if not str(row.get("NAME") or "").strip():
             raise B24Error("Field NAME is required.")

@@ -82,6 +82,14 @@ def test_product_rows_replace_and_the_catalog(b24: Bitrix24Client) -> None:
     with pytest.raises(ApiError, match="NAME") as failed:
         b24.call("crm.product.add", {"fields": {"XML_ID": "cms-102"}})
     assert failed.value.status == 400
+    adopted = b24.call("crm.product.update", {"id": seeded[0]["ID"], "fields": {"XML_ID": "cms:101", "PRICE": "15500"}})
+    assert adopted is True
+    [mine] = b24.call("crm.product.list", {"filter": {"XML_ID": "cms:101"}})
+    assert (mine["ID"], mine["NAME"], mine["PRICE"]) == (seeded[0]["ID"], "Букет «Нежность»", "15500.00")
+    with pytest.raises(ApiError, match="not found"):
+        b24.call("crm.product.update", {"id": 999_999, "fields": {"PRICE": 1}})
+    with pytest.raises(ApiError, match="NAME"):
+        b24.call("crm.product.update", {"id": product, "fields": {"NAME": ""}})
     deal = b24.call("crm.deal.add", {"fields": {"CATEGORY_ID": SHOP_CATEGORY_ID}})
     rows = [
         {"PRODUCT_ID": product, "PRICE": "9000.00", "QUANTITY": 2},
