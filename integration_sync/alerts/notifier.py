@@ -55,7 +55,10 @@ def env_secrets(env: Mapping[str, str]) -> list[str]:
             parts = urlsplit(value)
             if parts.password:
                 found += [parts.password, unquote(parts.password)]
-            found += [seg for seg in parts.path.split("/") if len(seg) >= 6 and any(c.isdigit() for c in seg)]
+            segments = parts.path.split("/")
+            if "rest" in segments:  # a Bitrix24 inbound webhook: /rest/<user id>/<code>/; what precedes is a prefix
+                segments = segments[segments.index("rest") + 1 :]
+            found += [seg for seg in segments if len(seg) >= 6 and any(c.isdigit() for c in seg)]
     return [s for s in found if len(s) >= 4]
 
 

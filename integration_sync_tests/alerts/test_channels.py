@@ -14,8 +14,10 @@ from integration_sync.alerts.notifier import (
     Notifier,
     SmtpSettings,
     TelegramChannel,
+    env_secrets,
 )
 from integration_sync.connectors.http import HttpPolicy
+from integration_sync.connectors.redaction import redact
 from integration_sync.sandbox.smtp_sink import SMTP_PASSWORD
 from integration_sync.sandbox.telegram import BOT_TOKEN, CHAT_ID, GROUP_CHAT_ID
 
@@ -118,3 +120,16 @@ def test_the_smtp_sink_speaks_smtp_strictly(sandbox: Any) -> None:
         assert client.data(b"Subject: s\r\n\r\n.leading dot\r\nend")[0] == 250
     (message,) = sink.snapshot()
     assert message["text"].splitlines() == [".leading dot", "end"]
+
+
+def test_a_webhook_urls_code_is_a_secret_but_not_the_words_before_rest() -> None:
+    env = {
+        "CMS_B24_WEBHOOK_URL": "http://127.0.0.1:8787/bitrix24-shop/rest/1/sandboxshopb24hook/",
+        "B24_WEBHOOK_URL": "https://dealer.bitrix24.ru/rest/17/k9x2m4q7w1z8/",
+        "OTHER_WEBHOOK_URL": "https://hooks.example.kz/in/a1b2c3d4e5/",
+    }
+    secrets = env_secrets(env)
+    assert {"sandboxshopb24hook", "k9x2m4q7w1z8", "a1b2c3d4e5"} <= set(secrets)
+    assert "bitrix24-shop" not in secrets  # a path prefix: an alert may name the bitrix24/shop_deals asset
+    text = "run of cms_orders failed: bitrix24__shop_deals (k9x2m4q7w1z8)"
+    assert redact(text, secrets) == "run of cms_orders failed: bitrix24__shop_deals (***)"
