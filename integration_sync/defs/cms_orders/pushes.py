@@ -119,14 +119,14 @@ def _settlements(ctx: PushContext) -> dict[str, tuple[Any, Settlement, str | Non
     """Every stored order: (the order, its settlement, the stage it is at as far as we know)."""
     settings = _settings(ctx)
     orders = all_orders(ctx.store)
-    keys = [str(o.order.ID) for o in orders]
+    keys = [str(o.order_id) for o in orders]
     deals = target_ids(ctx.store, DEAL, keys)
     bases = base_pairs(ctx.store, PAIR_ENTITIES, keys)
     moves = latest_stages(ctx.store, [int(d) for d in deals.values() if d.isdigit()])
     out: dict[str, tuple[Any, Settlement, str | None]] = {}
     seen = max((move.id for move in moves.values()), default=0)
     for stored in orders:
-        key = str(stored.order.ID)
+        key = str(stored.order_id)
         base, _ = bases.get(key, (None, None))
         deal_id = deals.get(key)
         move = moves.get(int(deal_id)) if deal_id and deal_id.isdigit() else None

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 
 from integration_sync.defs.cms_orders.settings import FLOW
@@ -203,24 +204,31 @@ def reject(store: Warehouse, source: str, day: date | str, key: str | None, reas
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoredOrder:
     """An order's newest version, its status as the shop has it now (a status we set there counts from
-    the shop's answer on), and when that status was set."""
+    the shop's answer on), and when that status was set. The order itself is read from its stored JSON
+    only when asked for (the status push needs only the status)."""
 
-    order: ShopOrder
+    order_id: int
+    body: str
     recoded: str | None
     status: str
     status_at: datetime | None
+
+    @cached_property
+    def order(self) -> ShopOrder:
+        return ShopOrder.model_validate_json(self.body)
 
 
 def all_orders(store: Warehouse) -> list[StoredOrder]:
     """Every stored order, oldest id first."""
     with store.connect() as conn:
         rows = conn.execute(
-            "SELECT body, recoded, status, coalesce(date_status, date_update) FROM cms_orders ORDER BY order_id"
+            "SELECT order_id, CAST(body AS VARCHAR), recoded, status, coalesce(date_status, date_update)"
+            " FROM cms_orders ORDER BY order_id"
         ).fetchall()
-    return [StoredOrder(ShopOrder.model_validate(json.loads(b)), r, str(s), at) for b, r, s, at in rows]
+    return [StoredOrder(int(i), str(b), r, str(s), at) for i, b, r, s, at in rows]
 
 
 def target_ids(store: Warehouse, entity: str, keys: Sequence[str] | None = None) -> dict[str, str]:
